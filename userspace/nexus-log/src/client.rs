@@ -1,0 +1,204 @@
+//! A request/reply client for logd: APPEND with an answer, QUERY, STATS.
+//!
+//! Calls are sequential. A reply is accepted only from the logd endpoint and
+//! only with the nonce of the call in progress; anything else that arrives
+//! meanwhile is dropped and counted ([`LogdClient::unmatched`]).
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use nexus_ipc::correlate::{NonceGen, Pending, PendingError};
+use nexus_ipc::wire::WireError;
+use nexus_ipc::{Endpoint, SendError, ServiceId};
+
+use crate::fields::Fields;
+use crate::proto::{self, AppendRequest, QueryPage, QueryRequest, Reply, Stats, Status};
+use crate::record::Record;
+use crate::Level;
+
+/// Most foreign frames one call drops before giving up as a timeout, so a
+/// flood of unrelated frames cannot keep a caller waiting forever.
+pub const MAX_FOREIGN_PER_CALL: usize = 1024;
+
+/// Why a call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientError {
+    /// The request could not be sent.
+    Send(SendError),
+    /// The request could not be encoded (a string exceeds its wire prefix).
+    Encode(WireError),
+    /// No matching reply in time.
+    Timeout,
+    /// logd answered with a reject status.
+    Rejected(Status),
+    /// The reply does not fit the request.
+    BadReply,
+    /// A request is already in flight with this nonce.
+    Busy,
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Send(e) => write!(f, "send failed: {e}"),
+            ClientError::Encode(e) => write!(f, "encode failed: {e}"),
+            ClientError::Timeout => f.write_str("timed out"),
+            ClientError::Rejected(s) => write!(f, "rejected: {s}"),
+            ClientError::BadReply => f.write_str("unexpected reply"),
+            ClientError::Busy => f.write_str("busy"),
+        }
+    }
+}
+
+/// Everything one paged read returned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadAll {
+    /// Records in id order.
+    pub records: Vec<Record>,
+    /// Sum of the pages' gaps.
+    pub gap: u64,
+    /// Pages read.
+    pub pages: u32,
+}
+
+/// A logd client over an endpoint.
+#[derive(Debug)]
+pub struct LogdClient<E> {
+    ep: E,
+    logd: ServiceId,
+    nonces: NonceGen,
+    pending: Pending,
+    timeout_ns: u64,
+}
+
+impl<E: Endpoint> LogdClient<E> {
+    /// A client of the logd endpoint `logd`, waiting `timeout_ns` per reply.
+    pub fn new(ep: E, logd: ServiceId, timeout_ns: u64) -> Self {
+        Self {
+            ep,
+            logd,
+            nonces: NonceGen::default(),
+            pending: Pending::new(1),
+            timeout_ns,
+        }
+    }
+
+    /// Replies and foreign frames dropped so far.
+    pub fn unmatched(&self) -> u64 {
+        self.pending.unmatched()
+    }
+
+    /// The endpoint (its id is the identity logd will see).
+    pub fn endpoint(&self) -> &E {
+        &self.ep
+    }
+
+    /// The next nonce this client would use (for hand-built frames).
+    pub fn next_nonce(&mut self) -> u64 {
+        self.nonces.next_nonce()
+    }
+
+    /// Sends a hand-built frame carrying `nonce` and waits for its reply.
+    /// Used by tests and the selftest to send malformed or hostile frames.
+    pub fn call_raw(&mut self, nonce: u64, frame: &[u8]) -> Result<Reply, ClientError> {
+        self.pending.start(self.logd, nonce).map_err(|e| match e {
+            PendingError::TooManyInFlight | PendingError::Duplicate => ClientError::Busy,
+        })?;
+        if let Err(e) = self.ep.send(self.logd, frame) {
+            self.pending.cancel(self.logd, nonce);
+            return Err(ClientError::Send(e));
+        }
+        for _ in 0..MAX_FOREIGN_PER_CALL {
+            let Some(f) = self.ep.recv_timeout(self.timeout_ns) else {
+                break;
+            };
+            if f.meta.sender != self.logd {
+                self.pending.complete(f.meta.sender, 0);
+                continue;
+            }
+            match proto::decode_reply(&f.bytes) {
+                Ok((h, reply)) if h.nonce == nonce && self.pending.complete(self.logd, h.nonce) => {
+                    return Ok(reply)
+                }
+                Ok((h, _)) => {
+                    self.pending.complete(self.logd, h.nonce);
+                }
+                Err(_) => {
+                    self.pending.complete(self.logd, 0);
+                }
+            }
+        }
+        self.pending.cancel(self.logd, nonce);
+        Err(ClientError::Timeout)
+    }
+
+    fn call(
+        &mut self,
+        build: impl FnOnce(u64) -> Result<Vec<u8>, WireError>,
+    ) -> Result<Reply, ClientError> {
+        let nonce = self.nonces.next_nonce();
+        let frame = build(nonce).map_err(ClientError::Encode)?;
+        match self.call_raw(nonce, &frame)? {
+            Reply::Rejected(s) => Err(ClientError::Rejected(s)),
+            r => Ok(r),
+        }
+    }
+
+    /// Appends a record and returns its journal id.
+    pub fn append(
+        &mut self,
+        level: Level,
+        target: &str,
+        message: &str,
+        fields: &Fields,
+    ) -> Result<u64, ClientError> {
+        self.append_raw(&AppendRequest {
+            level: level.as_u8(),
+            target,
+            message,
+            fields: fields.as_str(),
+        })
+    }
+
+    /// Appends an unchecked body (raw level byte and fields text).
+    pub fn append_raw(&mut self, body: &AppendRequest<'_>) -> Result<u64, ClientError> {
+        match self.call(|n| proto::encode_append(n, false, body))? {
+            Reply::Appended(id) => Ok(id),
+            _ => Err(ClientError::BadReply),
+        }
+    }
+
+    /// Reads one page.
+    pub fn query(&mut self, q: &QueryRequest) -> Result<QueryPage, ClientError> {
+        match self.call(|n| Ok(proto::encode_query(n, q)))? {
+            Reply::Page(p) => Ok(p),
+            _ => Err(ClientError::BadReply),
+        }
+    }
+
+    /// Pages through everything `q` matches, from `q.cursor`, reading at
+    /// most `max_pages` pages.
+    pub fn query_all(&mut self, q: &QueryRequest, max_pages: u32) -> Result<ReadAll, ClientError> {
+        let mut q = *q;
+        let mut out = ReadAll::default();
+        while out.pages < max_pages {
+            let page = self.query(&q)?;
+            out.pages += 1;
+            out.gap += page.gap;
+            out.records.extend(page.records);
+            q.cursor = page.next;
+            if !page.more {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads logd's counters.
+    pub fn stats(&mut self) -> Result<Stats, ClientError> {
+        match self.call(|n| Ok(proto::encode_stats(n)))? {
+            Reply::Stats(s) => Ok(s),
+            _ => Err(ClientError::BadReply),
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! JSON-lines rendering with the standard fields.
+//!
+//! One object per record, on one line, keys in this order:
+//!
+//! | key         | value                                              |
+//! |-------------|----------------------------------------------------|
+//! | `timestamp` | ISO-8601 UTC with microseconds, e.g. `1970-01-01T00:00:01.500000Z` |
+//! | `level`     | `trace` `debug` `info` `warn` `error`              |
+//! | `target`    | the record's scope                                 |
+//! | `message`   | the message                                        |
+//! | `trace_id`  | only if the record has a `trace_id` field          |
+//! | `span_id`   | only if the record has a `span_id` field           |
+//! | `sender`    | the transport-stamped sender id (number)           |
+//! | `id`        | the journal record id (number)                     |
+//! | *fields*    | every other field, as a string, in key order       |
+//!
+//! Keys are unique by construction: fields can not use the reserved keys,
+//! and `trace_id`/`span_id` are emitted once. String escaping is done by
+//! `serde_json`, so the line is valid JSON for any input.
+
+use alloc::string::String;
+use core::fmt::Write as _;
+
+use crate::fields::Fields;
+use crate::record::Record;
+use crate::Level;
+
+/// Renders a journal record as one JSON line (no trailing newline).
+pub fn record_to_json(r: &Record) -> String {
+    let mut out = String::with_capacity(96 + r.wire_len());
+    render(
+        &mut out,
+        r.ts_ns,
+        r.level,
+        &r.target,
+        &r.message,
+        &r.fields,
+        Some((r.sender.get(), r.id)),
+    );
+    out
+}
+
+/// Renders an event that did not go through logd (no sender, no id).
+pub fn event_to_json(
+    ts_ns: u64,
+    level: Level,
+    target: &str,
+    message: &str,
+    fields: &Fields,
+) -> String {
+    let mut out = String::with_capacity(96 + message.len() + fields.len());
+    render(&mut out, ts_ns, level, target, message, fields, None);
+    out
+}
+
+fn render(
+    out: &mut String,
+    ts_ns: u64,
+    level: Level,
+    target: &str,
+    message: &str,
+    fields: &Fields,
+    origin: Option<(u32, u64)>,
+) {
+    out.push_str("{\"timestamp\":\"");
+    push_iso8601(out, ts_ns);
+    out.push_str("\",\"level\":\"");
+    out.push_str(level.as_str());
+    out.push_str("\",\"target\":");
+    push_str(out, target);
+    out.push_str(",\"message\":");
+    push_str(out, message);
+    for key in ["trace_id", "span_id"] {
+        if let Some(v) = fields.get(key) {
+            out.push_str(",\"");
+            out.push_str(key);
+            out.push_str("\":");
+            push_str(out, v);
+        }
+    }
+    if let Some((sender, id)) = origin {
+        let _ = write!(out, ",\"sender\":{sender},\"id\":{id}");
+    }
+    for (k, v) in fields.iter() {
+        if k == "trace_id" || k == "span_id" {
+            continue;
+        }
+        out.push(',');
+        push_str(out, k);
+        out.push(':');
+        push_str(out, v);
+    }
+    out.push('}');
+}
+
+fn push_str(out: &mut String, s: &str) {
+    match serde_json::to_string(s) {
+        Ok(quoted) => out.push_str(&quoted),
+        // Serializing a &str cannot fail; stay valid JSON regardless.
+        Err(_) => out.push_str("\"\""),
+    }
+}
+
+/// Writes `ts_ns` (nanoseconds since the Unix epoch) as
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+pub fn push_iso8601(out: &mut String, ts_ns: u64) {
+    let secs = ts_ns / 1_000_000_000;
+    let micros = (ts_ns % 1_000_000_000) / 1_000;
+    let days = secs / 86_400;
+    let sod = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        sod / 3600,
+        (sod % 3600) / 60,
+        sod % 60
+    );
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day).
+/// Howard Hinnant's `civil_from_days`, for non-negative day counts.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fields::FieldsBuilder;
+    use nexus_ipc::ServiceId;
+    use proptest::prelude::*;
+
+    fn iso(ns: u64) -> String {
+        let mut s = String::new();
+        push_iso8601(&mut s, ns);
+        s
+    }
+
+    #[test]
+    fn iso8601_fixed_vectors() {
+        assert_eq!(iso(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(iso(1_500_000_000), "1970-01-01T00:00:01.500000Z");
+        // 2000-02-29 (leap day) 12:34:56.789012
+        assert_eq!(iso(951_827_696_789_012_345), "2000-02-29T12:34:56.789012Z");
+        // 2026-01-15T10:30:00.123Z
+        assert_eq!(
+            iso(1_768_473_000_123_000_000),
+            "2026-01-15T10:30:00.123000Z"
+        );
+        assert_eq!(iso(u64::MAX), "2554-07-21T23:34:33.709551Z");
+    }
+
+    #[test]
+    fn standard_fields_in_order_and_ids_lifted() {
+        let mut b = FieldsBuilder::new();
+        b.insert("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736")
+            .unwrap();
+        b.insert("span_id", "00f067aa0ba902b7").unwrap();
+        b.insert("ms", "12").unwrap();
+        let r = Record {
+            id: 7,
+            ts_ns: 1_768_473_000_123_000_000,
+            sender: ServiceId::new(3),
+            level: Level::Info,
+            target: "bus.router".into(),
+            message: "routed".into(),
+            fields: b.build().unwrap(),
+        };
+        assert_eq!(
+            record_to_json(&r),
+            "{\"timestamp\":\"2026-01-15T10:30:00.123000Z\",\"level\":\"info\",\"target\":\"bus.router\",\
+             \"message\":\"routed\",\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\
+             \"span_id\":\"00f067aa0ba902b7\",\"sender\":3,\"id\":7,\"ms\":\"12\"}"
+        );
+    }
+
+    proptest! {
+        /// Any message, target and field value gives one line of valid JSON
+        /// that decodes back to the same strings.
+        #[test]
+        fn any_input_is_valid_json(msg in "\\PC*|[\\x00-\\x1f\"\\\\\u{2028}\u{7f}]*", target in ".{0,20}", val in "[^\n]{0,30}") {
+            let mut b = FieldsBuilder::new();
+            b.insert("v", &val).unwrap();
+            let line = event_to_json(42, Level::Warn, &target, &msg, &b.build().unwrap());
+            prop_assert!(!line.contains('\n'));
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            prop_assert_eq!(v["message"].as_str(), Some(msg.as_str()));
+            prop_assert_eq!(v["target"].as_str(), Some(target.as_str()));
+            prop_assert_eq!(v["v"].as_str(), Some(val.as_str()));
+            prop_assert_eq!(v["level"].as_str(), Some("warn"));
+        }
+    }
+}
