@@ -415,10 +415,16 @@ pub enum Reply {
     Rejected(Status),
 }
 
-/// Encodes the reply to the request whose header is `req`.
+/// Encodes the reply to the request whose header is `req`. The reply is
+/// always in this crate's [`VERSION`] (so a client of another version
+/// learns which version the server speaks), with the request's op and nonce.
 pub fn encode_reply(req: &Header, reply: &Reply) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
-    req.reply().emit(&mut out);
+    Header {
+        version: VERSION,
+        ..req.reply()
+    }
+    .emit(&mut out);
     match reply {
         Reply::Rejected(s) => out.push(*s as u8),
         Reply::Appended(id) => {

@@ -1,0 +1,24 @@
+//! logd: the nexus-obs journal.
+//!
+//! * [`config`]: every bound, mirrored by `recipes/observability/logd.toml`.
+//! * [`journal`]: records bounded by count and bytes, fair retention.
+//! * [`server`]: decode → decide → encode for APPEND / QUERY / STATS.
+//! * `host` (feature `std`): the I/O loop over the in-process bus, and the
+//!   TOML recipe loader.
+//!
+//! The wire contract lives in `nexus_log::proto`, shared with clients.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod config;
+#[cfg(feature = "std")]
+pub mod host;
+pub mod journal;
+pub mod server;
+
+pub use config::Config;
+pub use server::{Handled, Logd};

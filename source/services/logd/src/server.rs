@@ -1,0 +1,363 @@
+//! logd's pure logic: decode → decide → encode. No I/O, no clock reads:
+//! the caller passes the time and the transport-stamped sender, and sends
+//! the reply (if any) back to that sender. The same code runs in host
+//! tests, the host demo and the OS runtime.
+
+use alloc::collections::BTreeSet;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use nexus_bounds::{BucketConfig, LruMap, TokenBucket};
+use nexus_ipc::wire::Header;
+use nexus_ipc::ServiceId;
+use nexus_log::fields::Fields;
+use nexus_log::proto::{
+    self, AppendRequest, QueryPage, QueryRequest, Rejects, Reply, Request, RequestError, Stats,
+    Status,
+};
+use nexus_log::{Level, Record};
+
+use crate::config::{Config, ConfigError};
+use crate::journal::Journal;
+
+/// Field keys that claim an identity. Identity comes from the transport, so
+/// an APPEND carrying one of these is refused with `invalid_args` and
+/// counted as a spoof attempt.
+pub const IDENTITY_KEYS: [&str; 8] = [
+    "sender",
+    "sender_id",
+    "sender_service_id",
+    "service",
+    "service_id",
+    "service_name",
+    "pid",
+    "uid",
+];
+
+/// What handling one frame produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handled {
+    /// The frame to send back to the sender, if any.
+    pub reply: Option<Vec<u8>>,
+    /// The request's op, if the header parsed.
+    pub op: Option<u8>,
+    /// The outcome (`None` for a frame without a readable header).
+    pub status: Option<Status>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Buckets {
+    events: TokenBucket,
+    bytes: TokenBucket,
+}
+
+/// The logd service core.
+#[derive(Debug)]
+pub struct Logd {
+    cfg: Config,
+    readers: BTreeSet<ServiceId>,
+    journal: Journal,
+    rates: LruMap<ServiceId, Buckets>,
+    rejects: Rejects,
+    identity_spoofs: u64,
+    replies_dropped: u64,
+    sender_evictions: u64,
+}
+
+impl Logd {
+    /// A logd with `cfg`, for a transport whose frames are at most
+    /// `max_frame_bytes`. `readers` are the ids allowed to read everything.
+    pub fn new(
+        cfg: Config,
+        max_frame_bytes: usize,
+        readers: impl IntoIterator<Item = ServiceId>,
+    ) -> Result<Self, ConfigError> {
+        cfg.validate(max_frame_bytes)?;
+        Ok(Self {
+            journal: Journal::new(
+                cfg.journal.max_records,
+                cfg.journal.max_bytes,
+                cfg.rate.max_senders,
+            ),
+            rates: LruMap::new(usize::try_from(cfg.rate.max_senders).unwrap_or(usize::MAX)),
+            readers: readers.into_iter().collect(),
+            cfg,
+            rejects: Rejects::default(),
+            identity_spoofs: 0,
+            replies_dropped: 0,
+            sender_evictions: 0,
+        })
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The journal (read-only).
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Grants `id` the reader role (e.g. once a reader endpoint registers).
+    pub fn add_reader(&mut self, id: ServiceId) {
+        self.readers.insert(id);
+    }
+
+    /// Called by the I/O loop when a reply could not be delivered.
+    pub fn note_reply_dropped(&mut self) {
+        self.replies_dropped += 1;
+    }
+
+    /// Handles one frame from `sender` at time `now_ns`.
+    pub fn handle(&mut self, now_ns: u64, sender: ServiceId, frame: &[u8]) -> Handled {
+        let (h, req) = match proto::decode_request(frame) {
+            Ok(ok) => ok,
+            Err(RequestError::NoHeader) => {
+                self.rejects.count(Status::Malformed);
+                return Handled {
+                    reply: None,
+                    op: None,
+                    status: None,
+                };
+            }
+            Err(RequestError::Unsupported(h)) => {
+                return self.answer(&h, Reply::Rejected(Status::Unsupported))
+            }
+            Err(RequestError::Malformed(h)) => {
+                let oneway = h.op == proto::op::APPEND_ONEWAY;
+                let out = self.answer(&h, Reply::Rejected(Status::Malformed));
+                return if oneway {
+                    Handled { reply: None, ..out }
+                } else {
+                    out
+                };
+            }
+        };
+        match req {
+            Request::Append { oneway, body } => {
+                let reply = match self.append(now_ns, sender, frame.len(), &body) {
+                    Ok(id) => Reply::Appended(id),
+                    Err(s) => {
+                        self.journal.note_rejected(sender);
+                        Reply::Rejected(s)
+                    }
+                };
+                let out = self.answer(&h, reply);
+                if oneway {
+                    Handled { reply: None, ..out }
+                } else {
+                    out
+                }
+            }
+            Request::Query(q) => {
+                let reply = match self.query(sender, &q) {
+                    Ok(page) => Reply::Page(page),
+                    Err(s) => Reply::Rejected(s),
+                };
+                self.answer(&h, reply)
+            }
+            Request::Stats => {
+                let s = self.stats_for(sender);
+                self.answer(&h, Reply::Stats(s))
+            }
+        }
+    }
+
+    fn answer(&mut self, h: &Header, reply: Reply) -> Handled {
+        let status = match &reply {
+            Reply::Rejected(s) => *s,
+            _ => Status::Ok,
+        };
+        self.rejects.count(status);
+        Handled {
+            reply: Some(proto::encode_reply(h, &reply)),
+            op: Some(h.op),
+            status: Some(status),
+        }
+    }
+
+    fn take_tokens(
+        &mut self,
+        now_ns: u64,
+        sender: ServiceId,
+        frame_len: usize,
+    ) -> Result<(), Status> {
+        let ev = BucketConfig {
+            rate_per_sec: self.cfg.rate.events_per_sec,
+            burst: self.cfg.rate.events_burst,
+        };
+        let by = BucketConfig {
+            rate_per_sec: self.cfg.rate.bytes_per_sec,
+            burst: self.cfg.rate.bytes_burst,
+        };
+        let (b, evicted) = self.rates.get_or_insert_with(sender, || Buckets {
+            events: TokenBucket::full(ev, now_ns),
+            bytes: TokenBucket::full(by, now_ns),
+        });
+        b.events.refill(ev, now_ns);
+        b.bytes.refill(by, now_ns);
+        let n = frame_len as u64;
+        let ok = b.events.has(1) && b.bytes.has(n);
+        if ok {
+            b.events.take(1);
+            b.bytes.take(n);
+        }
+        if evicted.is_some() {
+            self.sender_evictions += 1;
+        }
+        if ok {
+            Ok(())
+        } else {
+            Err(Status::RateLimited)
+        }
+    }
+
+    fn append(
+        &mut self,
+        now_ns: u64,
+        sender: ServiceId,
+        frame_len: usize,
+        a: &AppendRequest<'_>,
+    ) -> Result<u64, Status> {
+        self.take_tokens(now_ns, sender, frame_len)?;
+        let level = Level::from_u8(a.level).ok_or(Status::InvalidArgs)?;
+        let lim = &self.cfg.record;
+        let too_long = |s: &str, max: u32| s.len() > max as usize;
+        if too_long(a.target, lim.max_target_len)
+            || too_long(a.message, lim.max_message_len)
+            || too_long(a.fields, lim.max_fields_bytes)
+        {
+            return Err(Status::OverLimit);
+        }
+        if a.target.is_empty() || a.target.chars().any(char::is_control) {
+            return Err(Status::InvalidArgs);
+        }
+        // Identity claims are judged on the raw lines, before the grammar,
+        // so a spoof attempt is always counted as such.
+        let claims_identity = a
+            .fields
+            .split_terminator('\n')
+            .filter_map(|l| l.split_once('='))
+            .any(|(k, _)| IDENTITY_KEYS.contains(&k));
+        if claims_identity {
+            self.identity_spoofs += 1;
+            return Err(Status::InvalidArgs);
+        }
+        let fields = Fields::parse(a.fields).map_err(|_| Status::InvalidArgs)?;
+        let mut count = 0u32;
+        for (k, v) in fields.iter() {
+            count += 1;
+            if too_long(k, lim.max_key_len)
+                || too_long(v, lim.max_value_len)
+                || count > lim.max_fields
+            {
+                return Err(Status::OverLimit);
+            }
+        }
+        let rec = Record {
+            id: 0,
+            ts_ns: now_ns,
+            sender,
+            level,
+            target: String::from(a.target),
+            message: String::from(a.message),
+            fields,
+        };
+        if rec.wire_len() > lim.max_record_bytes as usize {
+            return Err(Status::OverLimit);
+        }
+        Ok(self.journal.insert(rec).id)
+    }
+
+    fn query(&self, requester: ServiceId, q: &QueryRequest) -> Result<QueryPage, Status> {
+        let min_level = Level::from_u8(q.min_level).ok_or(Status::InvalidArgs)?;
+        if q.max_count == 0 || q.since_ns > q.until_ns {
+            return Err(Status::InvalidArgs);
+        }
+        let reader = self.readers.contains(&requester);
+        let only = match q.sender {
+            Some(s) if s != requester && !reader => return Err(Status::Denied),
+            Some(s) => Some(s),
+            None if reader => None,
+            None => Some(requester),
+        };
+        let max_count = usize::from(q.max_count.min(self.cfg.query.max_count));
+        let max_bytes = u64::from(q.max_bytes.min(self.cfg.query.max_bytes));
+        let max_scan = self.cfg.query.max_scan;
+
+        // Cursor 0 means "from the oldest retained record": nothing before
+        // it counts as a gap. Otherwise every id in [cursor, next) that is
+        // no longer held is a gap.
+        let start = if q.cursor == 0 {
+            self.journal.first_id().unwrap_or(self.journal.next_id())
+        } else {
+            q.cursor
+        };
+        let mut page = QueryPage {
+            next: start,
+            ..QueryPage::default()
+        };
+        let mut expected = start;
+        let mut scanned = 0u32;
+        let mut bytes = 0u64;
+        for (&id, rec) in self.journal.range_from(start) {
+            if scanned >= max_scan || page.records.len() >= max_count {
+                page.more = true;
+                break;
+            }
+            let matches = only.is_none_or(|s| rec.sender == s)
+                && rec.level >= min_level
+                && rec.ts_ns >= q.since_ns
+                && rec.ts_ns <= q.until_ns;
+            if matches {
+                let size = rec.wire_len() as u64;
+                // A page always carries at least one record, so paging
+                // progresses whatever max_bytes is.
+                if !page.records.is_empty() && bytes + size > max_bytes {
+                    page.more = true;
+                    break;
+                }
+                bytes += size;
+                page.records.push(rec.clone());
+            }
+            page.gap += id - expected;
+            expected = id + 1;
+            page.next = id + 1;
+            scanned += 1;
+        }
+        if !page.more {
+            let end = self.journal.next_id();
+            if end > expected {
+                page.gap += end - expected;
+            }
+            page.next = page.next.max(end);
+        }
+        Ok(page)
+    }
+
+    /// The STATS view for `requester`: readers see the heaviest senders,
+    /// others only themselves.
+    pub fn stats_for(&self, requester: ServiceId) -> Stats {
+        let senders = if self.readers.contains(&requester) {
+            self.journal
+                .heaviest(usize::from(self.cfg.stats.max_senders))
+        } else {
+            alloc::vec![self.journal.sender(requester)]
+        };
+        Stats {
+            records: self.journal.len() as u64,
+            bytes: self.journal.bytes(),
+            max_records: u64::from(self.cfg.journal.max_records),
+            max_bytes: u64::from(self.cfg.journal.max_bytes),
+            appended: self.journal.appended_total(),
+            evicted: self.journal.evicted_total(),
+            rejects: self.rejects,
+            identity_spoofs: self.identity_spoofs,
+            replies_dropped: self.replies_dropped,
+            senders_tracked: self.rates.len() as u64,
+            sender_evictions: self.sender_evictions,
+            senders,
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Hardening: every reject status, with exact counters.
+//! Run just these with `cargo test -p logd -- reject`.
+
+mod common;
+use common::*;
+
+use logd::Config;
+use nexus_log::proto::{self, QueryRequest, Reply, Status};
+use nexus_log::Level;
+
+#[test]
+fn test_reject_log_append_oversized_fields() {
+    let mut cfg = unlimited(Config::default());
+    cfg.record.max_value_len = 16;
+    cfg.record.max_key_len = 8;
+    cfg.record.max_fields = 2;
+    cfg.record.max_fields_bytes = 64;
+    cfg.record.max_message_len = 32;
+    cfg.record.max_record_bytes = 100;
+    let mut l = logd(cfg);
+    let me = sid(1);
+    let long_value = "v".repeat(17);
+    let cases: Vec<(&str, String)> = vec![
+        ("value over max_value_len", format!("k={long_value}\n")),
+        ("key over max_key_len", "abcdefghi=1\n".to_string()),
+        ("too many fields", "a=1\nb=2\nc=3\n".to_string()),
+        (
+            "fields text over max_fields_bytes",
+            format!("a={}\n", "x".repeat(70)),
+        ),
+    ];
+    for (what, f) in &cases {
+        let frame = append_frame(11, Level::Info.as_u8(), "t", "m", f);
+        let (nonce, r) = reply(&mut l, 0, me, &frame);
+        assert_eq!(r, Reply::Rejected(Status::OverLimit), "{what}");
+        assert_eq!(nonce, 11, "nonce echoed on reject");
+    }
+    // Message too long, and a record whose parts fit but whose total does not.
+    let frame = append_frame(12, 2, "t", &"m".repeat(33), "");
+    assert_eq!(
+        reply(&mut l, 0, me, &frame).1,
+        Reply::Rejected(Status::OverLimit)
+    );
+    // 26 + 8 + 32 + 38 = 104 > 100
+    let frame = append_frame(
+        13,
+        2,
+        "tttttttt",
+        &"m".repeat(32),
+        "a=0123456789abcdef\nb=0123456789abcdef\n",
+    );
+    assert_eq!(
+        reply(&mut l, 0, me, &frame).1,
+        Reply::Rejected(Status::OverLimit)
+    );
+
+    let s = stats(&mut l, 0, me);
+    assert_eq!(s.rejects.over_limit, 6);
+    assert_eq!(s.records, 0, "nothing was stored, nothing was truncated");
+    assert_eq!(s.senders[0].rejected, 6);
+
+    // At the limits exactly: accepted and read back byte for byte.
+    let at_limit = format!("a={}\nb=0123456789abcdef\n", "x".repeat(16));
+    let msg = "m".repeat(32);
+    // 26 + 1 + 32 + 38 = 97 <= 100
+    let frame = append_frame(14, 2, "t", &msg, &at_limit);
+    assert!(matches!(reply(&mut l, 0, me, &frame).1, Reply::Appended(1)));
+    let page = query(&mut l, 0, me, &QueryRequest::all(10)).unwrap();
+    assert_eq!(page.records.len(), 1);
+    assert_eq!(page.records[0].message, msg);
+    assert_eq!(page.records[0].fields.as_str(), at_limit);
+}
+
+#[test]
+fn test_reject_log_append_rate_limited_sender() {
+    let mut cfg = Config::default();
+    cfg.rate.events_per_sec = 10;
+    cfg.rate.events_burst = 5;
+    let mut l = logd(cfg);
+    let (noisy, quiet) = (sid(1), sid(2));
+    for i in 0..5 {
+        assert!(append(&mut l, 0, noisy, &format!("m{i}")).is_ok());
+    }
+    assert_eq!(append(&mut l, 0, noisy, "over"), Err(Status::RateLimited));
+    assert_eq!(append(&mut l, 0, noisy, "over"), Err(Status::RateLimited));
+    // Another sender has its own bucket.
+    assert!(append(&mut l, 0, quiet, "hello").is_ok());
+    // 100 ms at 10/s refills exactly one event.
+    assert!(append(&mut l, SEC / 10, noisy, "refilled").is_ok());
+    assert_eq!(
+        append(&mut l, SEC / 10, noisy, "again"),
+        Err(Status::RateLimited)
+    );
+    let s = stats(&mut l, SEC / 10, noisy);
+    assert_eq!(s.rejects.rate_limited, 3);
+    assert_eq!(s.senders[0].rejected, 3);
+    assert_eq!(s.senders[0].records, 6);
+
+    // The byte bucket limits too: 2 KiB burst, frames of ~1 KiB.
+    let mut cfg = Config::default();
+    cfg.rate.bytes_per_sec = 1024;
+    cfg.rate.bytes_burst = 2048;
+    cfg.record.max_record_bytes = 2048;
+    let mut l = logd(cfg);
+    let big = "b".repeat(1000);
+    assert!(append(&mut l, 0, noisy, &big).is_ok());
+    assert!(append(&mut l, 0, noisy, &big).is_ok());
+    assert_eq!(append(&mut l, 0, noisy, &big), Err(Status::RateLimited));
+    assert!(append(&mut l, SEC, noisy, &big).is_ok());
+}
+
+#[test]
+fn test_reject_log_payload_identity_spoof() {
+    let mut l = logd(unlimited(Config::default()));
+    let me = sid(5);
+    for key in ["sender_service_id", "service_id", "sender"] {
+        let f = format!("{key}=42\n");
+        let frame = append_frame(1, 2, "t", "i am 42", &f);
+        assert_eq!(
+            reply(&mut l, 0, me, &frame).1,
+            Reply::Rejected(Status::InvalidArgs),
+            "{key}"
+        );
+    }
+    let s = stats(&mut l, 0, me);
+    assert_eq!(s.identity_spoofs, 3);
+    assert_eq!(s.rejects.invalid_args, 3);
+    assert_eq!(s.records, 0);
+    // The only identity a record carries is the transport's.
+    let id = append_with(
+        &mut l,
+        0,
+        me,
+        Level::Warn,
+        "honest",
+        &fields(&[("peer", "42")]),
+    )
+    .unwrap();
+    let page = query(&mut l, 0, READER, &QueryRequest::all(10)).unwrap();
+    assert_eq!(page.records[0].id, id);
+    assert_eq!(page.records[0].sender, me);
+}
+
+#[test]
+fn reject_invalid_args_for_bad_values() {
+    let mut l = logd(unlimited(Config::default()));
+    let me = sid(1);
+    let bad = [
+        append_frame(1, 9, "t", "level 9", ""),
+        append_frame(2, 2, "", "empty target", ""),
+        append_frame(3, 2, "bad\ttarget", "control char", ""),
+        append_frame(4, 2, "t", "unsorted", "b=1\na=2\n"),
+        append_frame(5, 2, "t", "bad key", "Key=1\n"),
+        append_frame(6, 2, "t", "reserved key", "level=1\n"),
+        append_frame(7, 2, "t", "unterminated", "a=1"),
+    ];
+    for f in &bad {
+        assert_eq!(
+            reply(&mut l, 0, me, f).1,
+            Reply::Rejected(Status::InvalidArgs)
+        );
+    }
+    let mut q = QueryRequest::all(0);
+    assert_eq!(
+        query(&mut l, 0, me, &q),
+        Err(Status::InvalidArgs),
+        "max_count 0"
+    );
+    q.max_count = 1;
+    q.min_level = 5;
+    assert_eq!(
+        query(&mut l, 0, me, &q),
+        Err(Status::InvalidArgs),
+        "bad level"
+    );
+    q.min_level = 0;
+    q.since_ns = 10;
+    q.until_ns = 9;
+    assert_eq!(
+        query(&mut l, 0, me, &q),
+        Err(Status::InvalidArgs),
+        "empty window"
+    );
+    assert_eq!(stats(&mut l, 0, me).rejects.invalid_args, 10);
+}
+
+#[test]
+fn reject_malformed_and_unsupported_with_nonce_echoed() {
+    let mut l = logd(Config::default());
+    let me = sid(1);
+    let good = append_frame(77, 2, "t", "m", "");
+    // Truncated body.
+    let (n, r) = reply(&mut l, 0, me, &good[..good.len() - 1]);
+    assert_eq!((n, r), (77, Reply::Rejected(Status::Malformed)));
+    // Trailing byte.
+    let mut long = good.clone();
+    long.push(0);
+    assert_eq!(
+        reply(&mut l, 0, me, &long).1,
+        Reply::Rejected(Status::Malformed)
+    );
+    // Unknown version and unknown op.
+    let mut v2 = good.clone();
+    v2[2] = 2;
+    assert_eq!(
+        reply(&mut l, 0, me, &v2),
+        (77, Reply::Rejected(Status::Unsupported))
+    );
+    let mut op = good.clone();
+    op[3] = 0x33;
+    assert_eq!(
+        reply(&mut l, 0, me, &op).1,
+        Reply::Rejected(Status::Unsupported)
+    );
+    // A reply-typed frame sent as a request.
+    let mut rep = good.clone();
+    rep[3] |= 0x80;
+    assert_eq!(
+        reply(&mut l, 0, me, &rep).1,
+        Reply::Rejected(Status::Unsupported)
+    );
+    // No header at all: nothing to echo, so no reply; still counted.
+    let h = l.handle(0, me, b"LG");
+    assert_eq!((h.reply, h.status), (None, None));
+    let h = l.handle(0, me, b"XX\x01\x01\0\0\0\0\0\0\0\0");
+    assert_eq!(h.reply, None);
+    // A malformed one-way append is counted but not answered.
+    let mut oneway = proto::encode_append(
+        5,
+        true,
+        &nexus_log::proto::AppendRequest {
+            level: 2,
+            target: "t",
+            message: "m",
+            fields: "",
+        },
+    )
+    .unwrap();
+    oneway.pop();
+    let h = l.handle(0, me, &oneway);
+    assert_eq!((h.reply, h.status), (None, Some(Status::Malformed)));
+    let s = stats(&mut l, 0, me);
+    assert_eq!(s.rejects.malformed, 5);
+    assert_eq!(s.rejects.unsupported, 3);
+}
+
+#[test]
+fn reject_oneway_appends_are_counted_per_sender() {
+    let mut cfg = Config::default();
+    cfg.rate.events_burst = 1;
+    cfg.rate.events_per_sec = 1;
+    let mut l = logd(cfg);
+    let me = sid(3);
+    let body = nexus_log::proto::AppendRequest {
+        level: 2,
+        target: "t",
+        message: "m",
+        fields: "",
+    };
+    for n in 0..3 {
+        let h = l.handle(0, me, &proto::encode_append(n, true, &body).unwrap());
+        assert_eq!(h.reply, None);
+    }
+    let s = stats(&mut l, 0, me);
+    assert_eq!(s.senders[0].records, 1);
+    assert_eq!(s.senders[0].rejected, 2);
+    assert_eq!(s.rejects.rate_limited, 2);
+}
