@@ -271,3 +271,71 @@ impl Journal {
         assert_eq!(held, self.records.len());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::String;
+    use nexus_log::{Fields, Level};
+    use proptest::prelude::*;
+
+    fn rec(sender: u32, len: usize) -> Record {
+        Record {
+            id: 0,
+            ts_ns: 0,
+            sender: ServiceId::new(sender),
+            level: Level::Info,
+            target: String::from("t"),
+            message: "m".repeat(len),
+            fields: Fields::empty(),
+        }
+    }
+
+    #[test]
+    fn restore_keeps_ids_and_refuses_going_back() {
+        let mut j = Journal::new(10, 10_000, 4);
+        let mut r = rec(1, 3);
+        r.id = 40;
+        assert_eq!(j.restore(r.clone()).map(|i| i.id), Some(40));
+        assert_eq!(j.restore(r), None);
+        assert_eq!(j.insert(rec(1, 1)).id, 41);
+        j.debug_check();
+    }
+
+    #[test]
+    fn retired_accounts_are_bounded_and_keep_counts() {
+        let mut j = Journal::new(1, 10_000, 2);
+        for s in 1..=5 {
+            j.insert(rec(s, 1));
+        }
+        // Senders 1..=4 lost their only record; only the 2 most recent stay.
+        assert_eq!(j.retired.len(), 2);
+        assert_eq!(j.sender(ServiceId::new(4)).evicted, 1);
+        assert_eq!(j.sender(ServiceId::new(1)).evicted, 0, "forgotten");
+        j.note_rejected(ServiceId::new(9));
+        assert_eq!(j.retired.len(), 2);
+        assert_eq!(j.sender(ServiceId::new(9)).rejected, 1);
+        j.debug_check();
+    }
+
+    proptest! {
+        #[test]
+        fn invariants_hold_under_any_insert_sequence(
+            ops in proptest::collection::vec((1u32..6, 0usize..300), 1..400),
+            max_records in 1u32..50,
+            max_bytes in 330u32..5000,
+        ) {
+            let mut j = Journal::new(max_records, max_bytes, 8);
+            let mut last = 0;
+            for (s, len) in ops {
+                let ins = j.insert(rec(s, len));
+                prop_assert!(ins.id > last);
+                last = ins.id;
+                j.debug_check();
+                // The record just inserted is always kept.
+                prop_assert!(j.records.contains_key(&ins.id));
+            }
+            prop_assert_eq!(j.appended_total(), j.evicted_total() + j.len() as u64);
+        }
+    }
+}
