@@ -28,9 +28,13 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
-    let path = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../recipes/observability/logd.toml").into());
+    let path = std::env::args().nth(1).unwrap_or_else(|| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../recipes/observability/logd.toml"
+        )
+        .into()
+    });
     let mut cfg = load_recipe(std::path::Path::new(&path))?;
     // Small enough that the demo shows eviction and rate limiting quickly.
     cfg.journal.max_records = 32;
@@ -50,7 +54,12 @@ fn run() -> Result<(), String> {
     let bus = HostBus::new(router);
     let mut logd_ep = bus.endpoint("logd").map_err(|e| format!("{e:?}"))?;
     let reader_ep = bus.endpoint("logd-reader").map_err(|e| format!("{e:?}"))?;
-    let readers = cfg.query.readers.iter().filter_map(|n| bus.lookup(n)).collect::<Vec<_>>();
+    let readers = cfg
+        .query
+        .readers
+        .iter()
+        .filter_map(|n| bus.lookup(n))
+        .collect::<Vec<_>>();
     let mut logd = Logd::new(cfg, router.max_frame_bytes, readers).map_err(|e| format!("{e:?}"))?;
     let logd_id = logd_ep.id();
     let stop = Arc::new(AtomicBool::new(false));
@@ -73,12 +82,17 @@ fn run() -> Result<(), String> {
 
     println!("== appends");
     let f = Fields::parse("method=GET\npath=/index\nstatus=200\n").map_err(|e| e.to_string())?;
-    let id = app.append(Level::Info, "http", "request served", &f).map_err(|e| e.to_string())?;
+    let id = app
+        .append(Level::Info, "http", "request served", &f)
+        .map_err(|e| e.to_string())?;
     println!("   app.web   APPEND ok id={id}");
     for i in 0..3 {
         info!(quiet, target: "sensor", "reading {}", i; celsius = 20 + i, "unit.id" = "t-1");
     }
-    println!("   app.quiet 3 one-way appends via the sink (sent={})", quiet.stats().sent);
+    println!(
+        "   app.quiet 3 one-way appends via the sink (sent={})",
+        quiet.stats().sent
+    );
 
     println!("== hostile appends (each is refused with a status)");
     let show = |what: &str, r: Result<u64, ClientError>| match r {
@@ -86,14 +100,27 @@ fn run() -> Result<(), String> {
         Err(e) => println!("   {what:<34} {e}"),
     };
     let huge = "x".repeat(2000);
-    show("message of 2000 bytes", app.append(Level::Info, "http", &huge, &Fields::empty()));
+    show(
+        "message of 2000 bytes",
+        app.append(Level::Info, "http", &huge, &Fields::empty()),
+    );
     show(
         "fields claiming service_id=1",
-        app.append_raw(&AppendRequest { level: 2, target: "http", message: "i am logd", fields: "service_id=1\n" }),
+        app.append_raw(&AppendRequest {
+            level: 2,
+            target: "http",
+            message: "i am logd",
+            fields: "service_id=1\n",
+        }),
     );
     show(
         "level byte 9",
-        app.append_raw(&AppendRequest { level: 9, target: "http", message: "?", fields: "" }),
+        app.append_raw(&AppendRequest {
+            level: 9,
+            target: "http",
+            message: "?",
+            fields: "",
+        }),
     );
 
     println!("== app.spammer floods 500 events");
@@ -131,7 +158,9 @@ fn run() -> Result<(), String> {
     print_stats(&stats);
 
     stop.store(true, Ordering::Relaxed);
-    server.join().map_err(|_| "logd thread panicked".to_string())?;
+    server
+        .join()
+        .map_err(|_| "logd thread panicked".to_string())?;
     Ok(())
 }
 

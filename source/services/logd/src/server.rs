@@ -299,9 +299,9 @@ impl Logd {
             ..QueryPage::default()
         };
         let mut expected = start;
-        let mut scanned = 0u32;
         let mut bytes = 0u64;
-        for (&id, rec) in self.journal.range_from(start) {
+        let max_scan = usize::try_from(max_scan).unwrap_or(usize::MAX);
+        for (scanned, (&id, rec)) in self.journal.range_from(start).enumerate() {
             if scanned >= max_scan || page.records.len() >= max_count {
                 page.more = true;
                 break;
@@ -321,10 +321,9 @@ impl Logd {
                 bytes += size;
                 page.records.push(rec.clone());
             }
-            page.gap += id - expected;
-            expected = id + 1;
-            page.next = id + 1;
-            scanned += 1;
+            page.gap += id.saturating_sub(expected);
+            expected = id.saturating_add(1);
+            page.next = expected;
         }
         if !page.more {
             let end = self.journal.next_id();

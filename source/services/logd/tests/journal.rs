@@ -1,4 +1,10 @@
 //! Bounds, fairness, sender churn, paging and the query policy.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 use common::*;

@@ -1,4 +1,10 @@
 //! The recipe file, the compiled-in defaults and the docs agree.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 #![cfg(feature = "std")]
 
 use logd::host::{load_recipe, parse_recipe};

@@ -1,8 +1,16 @@
 //! Hardening: every reject status, with exact counters.
 //! Run just these with `cargo test -p logd -- reject`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 use common::*;
+
+const SEC: u64 = 1_000_000_000;
 
 use logd::Config;
 use nexus_log::proto::{self, QueryRequest, Reply, Status};

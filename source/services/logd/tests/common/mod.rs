@@ -1,5 +1,10 @@
 //! Helpers shared by the logd test suites: build frames, decode replies.
-#![allow(dead_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use logd::{Config, Logd};
 use nexus_ipc::ServiceId;
@@ -7,7 +12,6 @@ use nexus_log::proto::{self, AppendRequest, QueryPage, QueryRequest, Reply, Stat
 use nexus_log::{Fields, FieldsBuilder, Level};
 
 pub const MAX_FRAME: usize = 64 * 1024;
-pub const SEC: u64 = 1_000_000_000;
 pub const READER: ServiceId = ServiceId::new(1000);
 
 pub fn logd(cfg: Config) -> Logd {
