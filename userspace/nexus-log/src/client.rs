@@ -184,10 +184,13 @@ impl<E: Endpoint> LogdClient<E> {
         while out.pages < max_pages {
             let page = self.query(&q)?;
             out.pages += 1;
-            out.gap += page.gap;
+            out.gap = out.gap.saturating_add(page.gap);
             out.records.extend(page.records);
+            // A server that does not move the cursor forward would keep
+            // us here: stop instead.
+            let stuck = page.next <= q.cursor;
             q.cursor = page.next;
-            if !page.more {
+            if !page.more || stuck {
                 break;
             }
         }

@@ -483,14 +483,19 @@ pub fn encode_record(out: &mut Vec<u8>, r: &Record) {
     out.extend_from_slice(&r.ts_ns.to_le_bytes());
     out.extend_from_slice(&r.sender.get().to_le_bytes());
     out.push(r.level.as_u8());
-    let t = r.target.as_bytes();
-    let t = t.get(..usize::from(u8::MAX)).unwrap_or(t);
-    let _ = put_bytes_u8(out, t);
+    let _ = put_bytes_u8(out, prefix(&r.target, usize::from(u8::MAX)).as_bytes());
     for s in [r.message.as_str(), r.fields.as_str()] {
-        let b = s.as_bytes();
-        let b = b.get(..usize::from(u16::MAX)).unwrap_or(b);
-        let _ = put_bytes_u16(out, b);
+        let _ = put_bytes_u16(out, prefix(s, usize::from(u16::MAX)).as_bytes());
     }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a
+/// character boundary.
+fn prefix(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    s.get(..s.floor_char_boundary(max)).unwrap_or("")
 }
 
 fn decode_record(r: &mut Reader<'_>) -> Result<Record, WireError> {

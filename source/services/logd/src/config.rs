@@ -107,6 +107,9 @@ pub enum ConfigError {
 /// this is the page budget left after the reply header.
 pub const PAGE_OVERHEAD: u32 = 12 + 1 + 8 + 8 + 1 + 2;
 
+/// Size of a STATS reply without its per-sender entries (36 bytes each).
+pub const STATS_OVERHEAD: u32 = 12 + 1 + 16 * 8 + 2;
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -149,7 +152,9 @@ impl Config {
             ("journal.max_records", self.journal.max_records),
             ("journal.max_bytes", self.journal.max_bytes),
             ("record.max_record_bytes", self.record.max_record_bytes),
+            ("rate.events_per_sec", self.rate.events_per_sec),
             ("rate.events_burst", self.rate.events_burst),
+            ("rate.bytes_per_sec", self.rate.bytes_per_sec),
             ("rate.bytes_burst", self.rate.bytes_burst),
             ("rate.max_senders", self.rate.max_senders),
             ("query.max_count", u32::from(self.query.max_count)),
@@ -179,6 +184,12 @@ impl Config {
         let frame = u32::try_from(max_frame_bytes).unwrap_or(u32::MAX);
         if self.query.max_bytes.saturating_add(PAGE_OVERHEAD) > frame {
             return Err(ConfigError::RecordTooLarge("transport max_frame_bytes"));
+        }
+        // A reader's STATS reply must fit a frame too.
+        let stats_reply =
+            STATS_OVERHEAD.saturating_add(u32::from(self.stats.max_senders).saturating_mul(36));
+        if stats_reply > frame {
+            return Err(ConfigError::RecordTooLarge("stats.max_senders"));
         }
         // An APPEND frame of the largest record must itself fit the bucket.
         if r.max_record_bytes > self.rate.bytes_burst {

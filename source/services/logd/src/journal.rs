@@ -5,15 +5,19 @@
 //!   insert — the bounds are live: evicting frees room for good, there is
 //!   no lifetime allowance.
 //! * `bytes` is the sum of the records' wire lengths; each account's
-//!   `records`/`bytes` are the sums over its records, and `heaviest` holds
-//!   exactly one `(bytes, sender)` entry per account with records.
+//!   `bytes` and `ids` match its records; `by_bytes` and `by_count` hold
+//!   exactly one entry per account with records.
 //! * Record ids are assigned 1, 2, 3, … on insert and never reused, so a
-//!   missing id in a range is a record that was evicted.
+//!   missing id in a range is a record that was evicted. `u64::MAX` is never
+//!   an id.
 //!
-//! Fair retention: when an insert needs room, the oldest record of the
-//! sender holding the most bytes is evicted (ties: the higher sender id),
-//! repeatedly. A spammer therefore evicts its own records first, and a
-//! quiet sender keeps its records as long as it holds less than the others.
+//! Fair retention: when an insert needs room, logd evicts the oldest record
+//! of the sender with the largest share of the bound that is hit — the most
+//! records when the record bound is hit, the most bytes when the byte bound
+//! is (ties: the higher sender id) — repeatedly. A spammer therefore evicts
+//! its own records first, whether it sends many small records or a few
+//! large ones, and a quiet sender keeps its records as long as it holds
+//! less than the others.
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
@@ -23,12 +27,18 @@ use nexus_ipc::ServiceId;
 use nexus_log::proto::SenderStats;
 use nexus_log::Record;
 
-/// Per-sender accounting.
+/// Counters kept per sender, also after its last record is gone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Counts {
+    evicted: u64,
+    rejected: u64,
+}
+
+/// Accounting of a sender that holds records.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Account {
     bytes: u64,
-    evicted: u64,
-    rejected: u64,
+    counts: Counts,
     /// Ids of this sender's records, oldest first.
     ids: VecDeque<u64>,
 }
@@ -42,6 +52,15 @@ pub struct Inserted {
     pub evicted: u32,
 }
 
+/// Why a record read back from storage was not restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreError {
+    /// Its id is not above every id seen so far (or is `u64::MAX`).
+    IdOutOfOrder,
+    /// It is larger than the journal's byte bound.
+    TooLarge,
+}
+
 /// The bounded journal.
 #[derive(Debug)]
 pub struct Journal {
@@ -51,16 +70,17 @@ pub struct Journal {
     bytes: u64,
     next_id: u64,
     accounts: BTreeMap<ServiceId, Account>,
-    /// Accounts of senders with no records left (their evicted/rejected
-    /// counts), bounded: the least recently touched is forgotten.
-    retired: LruMap<ServiceId, Account>,
-    heaviest: BTreeSet<(u64, ServiceId)>,
+    /// Counters of senders with no records left, bounded: the least
+    /// recently touched is forgotten.
+    retired: LruMap<ServiceId, Counts>,
+    by_bytes: BTreeSet<(u64, ServiceId)>,
+    by_count: BTreeSet<(usize, ServiceId)>,
     evicted_total: u64,
     appended_total: u64,
 }
 
 impl Journal {
-    /// An empty journal. `max_retired` bounds the accounts kept for senders
+    /// An empty journal. `max_retired` bounds the counters kept for senders
     /// whose records are all gone.
     pub fn new(max_records: u32, max_bytes: u32, max_retired: u32) -> Self {
         Self {
@@ -71,7 +91,8 @@ impl Journal {
             next_id: 1,
             accounts: BTreeMap::new(),
             retired: LruMap::new(usize::try_from(max_retired).unwrap_or(usize::MAX)),
-            heaviest: BTreeSet::new(),
+            by_bytes: BTreeSet::new(),
+            by_count: BTreeSet::new(),
             evicted_total: 0,
             appended_total: 0,
         }
@@ -119,44 +140,57 @@ impl Journal {
 
     /// Inserts `rec` (its `id` is overwritten with the next id), evicting
     /// fairly until it fits. The caller guarantees
-    /// `rec.wire_len() <= max_bytes`.
+    /// `rec.wire_len() <= max_bytes` (logd's config validation does).
     pub fn insert(&mut self, rec: Record) -> Inserted {
         let id = self.next_id;
         self.place(rec, id)
     }
 
     /// Restores a record read back from storage, keeping its id. Ids must
-    /// arrive in increasing order; an id not above every id assigned so far
-    /// is refused (`None`).
-    pub fn restore(&mut self, rec: Record) -> Option<Inserted> {
-        if rec.id < self.next_id {
-            return None;
+    /// arrive in increasing order.
+    pub fn restore(&mut self, rec: Record) -> Result<Inserted, RestoreError> {
+        if rec.id < self.next_id || rec.id == u64::MAX {
+            return Err(RestoreError::IdOutOfOrder);
+        }
+        if rec.wire_len() as u64 > self.max_bytes {
+            return Err(RestoreError::TooLarge);
         }
         let id = rec.id;
-        Some(self.place(rec, id))
+        Ok(self.place(rec, id))
     }
 
     fn place(&mut self, mut rec: Record, id: u64) -> Inserted {
         let size = rec.wire_len() as u64;
         let mut evicted = 0u32;
-        while !self.records.is_empty()
-            && (self.records.len() >= self.max_records || self.bytes + size > self.max_bytes)
-        {
-            if !self.evict_one() {
+        loop {
+            let by_count = self.records.len() >= self.max_records;
+            let by_bytes = self.bytes + size > self.max_bytes;
+            if self.records.is_empty() || !(by_count || by_bytes) {
+                break;
+            }
+            let victim = if by_count {
+                self.by_count.last().map(|e| e.1)
+            } else {
+                self.by_bytes.last().map(|e| e.1)
+            };
+            if !victim.is_some_and(|v| self.evict_oldest_of(v)) {
                 break;
             }
             evicted += 1;
         }
+        // Ids stay below u64::MAX: `restore` refuses it and 2^64 - 1
+        // appends do not happen.
         self.next_id = id.saturating_add(1);
         rec.id = id;
         let sender = rec.sender;
-        let mut acc = self.take_account(sender);
-        if acc.bytes > 0 {
-            self.heaviest.remove(&(acc.bytes, sender));
-        }
+        let mut acc = self.accounts.remove(&sender).unwrap_or_else(|| Account {
+            counts: self.retired.remove(&sender).unwrap_or_default(),
+            ..Account::default()
+        });
+        self.unindex(sender, &acc);
         acc.bytes += size;
         acc.ids.push_back(id);
-        self.heaviest.insert((acc.bytes, sender));
+        self.index(sender, &acc);
         self.accounts.insert(sender, acc);
         self.records.insert(id, rec);
         self.bytes += size;
@@ -164,36 +198,42 @@ impl Journal {
         Inserted { id, evicted }
     }
 
-    fn take_account(&mut self, sender: ServiceId) -> Account {
-        if let Some(a) = self.accounts.remove(&sender) {
-            return a;
+    fn index(&mut self, sender: ServiceId, acc: &Account) {
+        if !acc.ids.is_empty() {
+            self.by_bytes.insert((acc.bytes, sender));
+            self.by_count.insert((acc.ids.len(), sender));
         }
-        self.retired.remove(&sender).unwrap_or_default()
     }
 
-    /// Evicts the oldest record of the heaviest sender.
-    fn evict_one(&mut self) -> bool {
-        let Some(&(bytes, sender)) = self.heaviest.last() else {
+    fn unindex(&mut self, sender: ServiceId, acc: &Account) {
+        self.by_bytes.remove(&(acc.bytes, sender));
+        self.by_count.remove(&(acc.ids.len(), sender));
+    }
+
+    /// Evicts the oldest record of `sender`.
+    fn evict_oldest_of(&mut self, sender: ServiceId) -> bool {
+        let Some(mut acc) = self.accounts.remove(&sender) else {
             return false;
         };
-        let Some(acc) = self.accounts.get_mut(&sender) else {
-            return false;
-        };
+        self.unindex(sender, &acc);
         let Some(id) = acc.ids.pop_front() else {
             return false;
         };
         let size = self.records.remove(&id).map_or(0, |r| r.wire_len() as u64);
-        self.heaviest.remove(&(bytes, sender));
         acc.bytes = acc.bytes.saturating_sub(size);
-        acc.evicted += 1;
+        acc.counts.evicted += 1;
         self.bytes = self.bytes.saturating_sub(size);
         self.evicted_total += 1;
         if acc.ids.is_empty() {
-            if let Some(a) = self.accounts.remove(&sender) {
-                self.retired.insert(sender, a);
-            }
+            self.retired.insert(sender, acc.counts);
         } else {
-            self.heaviest.insert((acc.bytes, sender));
+            // Give memory back when a heavy sender shrinks, so a sender's id
+            // list never keeps more than ~4x what it holds.
+            if acc.ids.capacity() > 64 && acc.ids.len() < acc.ids.capacity() / 4 {
+                acc.ids.shrink_to(acc.ids.len() * 2);
+            }
+            self.index(sender, &acc);
+            self.accounts.insert(sender, acc);
         }
         true
     }
@@ -201,11 +241,11 @@ impl Journal {
     /// Counts a rejected append against `sender`.
     pub fn note_rejected(&mut self, sender: ServiceId) {
         if let Some(a) = self.accounts.get_mut(&sender) {
-            a.rejected += 1;
+            a.counts.rejected += 1;
             return;
         }
-        let (a, _) = self.retired.get_or_insert_with(sender, Account::default);
-        a.rejected += 1;
+        let (c, _) = self.retired.get_or_insert_with(sender, Counts::default);
+        c.rejected += 1;
     }
 
     fn sender_stats(sender: ServiceId, a: &Account) -> SenderStats {
@@ -213,31 +253,29 @@ impl Journal {
             sender,
             records: a.ids.len() as u64,
             bytes: a.bytes,
-            evicted: a.evicted,
-            rejected: a.rejected,
+            evicted: a.counts.evicted,
+            rejected: a.counts.rejected,
         }
     }
 
     /// Accounting of one sender (zeros if unknown).
     pub fn sender(&self, sender: ServiceId) -> SenderStats {
-        self.accounts
-            .get(&sender)
-            .or_else(|| self.retired.peek(&sender))
-            .map_or(
-                SenderStats {
-                    sender,
-                    records: 0,
-                    bytes: 0,
-                    evicted: 0,
-                    rejected: 0,
-                },
-                |a| Self::sender_stats(sender, a),
-            )
+        if let Some(a) = self.accounts.get(&sender) {
+            return Self::sender_stats(sender, a);
+        }
+        let c = self.retired.peek(&sender).copied().unwrap_or_default();
+        SenderStats {
+            sender,
+            records: 0,
+            bytes: 0,
+            evicted: c.evicted,
+            rejected: c.rejected,
+        }
     }
 
     /// The `n` senders holding the most bytes, heaviest first.
     pub fn heaviest(&self, n: usize) -> Vec<SenderStats> {
-        self.heaviest
+        self.by_bytes
             .iter()
             .rev()
             .take(n)
@@ -252,10 +290,12 @@ impl Journal {
         assert!(self.bytes <= self.max_bytes);
         let sum: u64 = self.records.values().map(|r| r.wire_len() as u64).sum();
         assert_eq!(sum, self.bytes);
-        assert_eq!(self.heaviest.len(), self.accounts.len());
+        assert_eq!(self.by_bytes.len(), self.accounts.len());
+        assert_eq!(self.by_count.len(), self.accounts.len());
         for (s, a) in &self.accounts {
             assert!(!a.ids.is_empty());
-            assert!(self.heaviest.contains(&(a.bytes, *s)));
+            assert!(self.by_bytes.contains(&(a.bytes, *s)));
+            assert!(self.by_count.contains(&(a.ids.len(), *s)));
             let b: u64 = a
                 .ids
                 .iter()
@@ -296,9 +336,14 @@ mod tests {
         let mut j = Journal::new(10, 10_000, 4);
         let mut r = rec(1, 3);
         r.id = 40;
-        assert_eq!(j.restore(r.clone()).map(|i| i.id), Some(40));
-        assert_eq!(j.restore(r), None);
+        assert_eq!(j.restore(r.clone()).map(|i| i.id), Ok(40));
+        assert_eq!(j.restore(r.clone()), Err(RestoreError::IdOutOfOrder));
         assert_eq!(j.insert(rec(1, 1)).id, 41);
+        r.id = u64::MAX;
+        assert_eq!(j.restore(r.clone()), Err(RestoreError::IdOutOfOrder));
+        let mut big = rec(2, 20_000);
+        big.id = 100;
+        assert_eq!(j.restore(big), Err(RestoreError::TooLarge));
         j.debug_check();
     }
 
@@ -315,6 +360,38 @@ mod tests {
         j.note_rejected(ServiceId::new(9));
         assert_eq!(j.retired.len(), 2);
         assert_eq!(j.sender(ServiceId::new(9)).rejected, 1);
+        j.debug_check();
+    }
+
+    #[test]
+    fn many_tiny_records_do_not_evict_a_quiet_senders_large_ones() {
+        // Record bound hit long before the byte bound: the sender with the
+        // most records pays, not the one with the most bytes.
+        let mut j = Journal::new(200, 1 << 20, 8);
+        for _ in 0..50 {
+            j.insert(rec(1, 3000));
+        }
+        for _ in 0..5000 {
+            j.insert(rec(2, 0));
+        }
+        assert_eq!(j.sender(ServiceId::new(1)).records, 50);
+        assert_eq!(j.sender(ServiceId::new(1)).evicted, 0);
+        assert_eq!(j.sender(ServiceId::new(2)).records, 150);
+        j.debug_check();
+    }
+
+    #[test]
+    fn id_lists_give_memory_back() {
+        let mut j = Journal::new(1000, 1 << 20, 8);
+        for _ in 0..1000 {
+            j.insert(rec(1, 0));
+        }
+        for _ in 0..990 {
+            j.insert(rec(2, 0));
+        }
+        let a = &j.accounts[&ServiceId::new(1)];
+        assert!(a.ids.len() <= 500);
+        assert!(a.ids.capacity() <= 4 * a.ids.len().max(64));
         j.debug_check();
     }
 

@@ -121,18 +121,8 @@ impl Logd {
                     status: None,
                 };
             }
-            Err(RequestError::Unsupported(h)) => {
-                return self.answer(&h, Reply::Rejected(Status::Unsupported))
-            }
-            Err(RequestError::Malformed(h)) => {
-                let oneway = h.op == proto::op::APPEND_ONEWAY;
-                let out = self.answer(&h, Reply::Rejected(Status::Malformed));
-                return if oneway {
-                    Handled { reply: None, ..out }
-                } else {
-                    out
-                };
-            }
+            Err(RequestError::Unsupported(h)) => return self.refuse(&h, Status::Unsupported),
+            Err(RequestError::Malformed(h)) => return self.refuse(&h, Status::Malformed),
         };
         match req {
             Request::Append { oneway, body } => {
@@ -161,6 +151,18 @@ impl Logd {
                 let s = self.stats_for(sender);
                 self.answer(&h, Reply::Stats(s))
             }
+        }
+    }
+
+    /// Counts a frame that could not be decoded and answers it, except a
+    /// reply (two servers would bounce frames forever) or a one-way frame
+    /// (its sender never reads replies).
+    fn refuse(&mut self, h: &Header, status: Status) -> Handled {
+        let out = self.answer(h, Reply::Rejected(status));
+        if h.is_reply() || h.op == proto::op::APPEND_ONEWAY {
+            Handled { reply: None, ..out }
+        } else {
+            out
         }
     }
 
@@ -272,7 +274,10 @@ impl Logd {
 
     fn query(&self, requester: ServiceId, q: &QueryRequest) -> Result<QueryPage, Status> {
         let min_level = Level::from_u8(q.min_level).ok_or(Status::InvalidArgs)?;
-        if q.max_count == 0 || q.since_ns > q.until_ns {
+        // A cursor past the next id comes from another journal (e.g. before
+        // a restart without persistence): refusing it tells the reader to
+        // start again, instead of silently skipping records.
+        if q.max_count == 0 || q.since_ns > q.until_ns || q.cursor > self.journal.next_id() {
             return Err(Status::InvalidArgs);
         }
         let reader = self.readers.contains(&requester);

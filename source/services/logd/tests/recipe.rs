@@ -55,4 +55,16 @@ fn recipe_rejects_unknown_keys_and_bad_bounds() {
         Config::default().validate(1024).is_err(),
         "a page must fit a frame"
     );
+    let mut c = Config::default();
+    c.rate.events_per_sec = 0;
+    assert!(
+        c.validate(64 * 1024).is_err(),
+        "a zero rate would block a sender forever"
+    );
+    let mut c = Config::default();
+    c.stats.max_senders = 2000;
+    assert!(
+        c.validate(64 * 1024).is_err(),
+        "a STATS reply must fit a frame"
+    );
 }

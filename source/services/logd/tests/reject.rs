@@ -189,7 +189,20 @@ fn reject_invalid_args_for_bad_values() {
         Err(Status::InvalidArgs),
         "empty window"
     );
-    assert_eq!(stats(&mut l, 0, me).rejects.invalid_args, 10);
+    // A cursor from the future (another journal) is refused, not skipped to.
+    let mut q = QueryRequest::all(1);
+    q.cursor = 1;
+    assert!(
+        query(&mut l, 0, me, &q).is_ok(),
+        "next_id is a valid cursor"
+    );
+    q.cursor = 5000;
+    assert_eq!(
+        query(&mut l, 0, me, &q),
+        Err(Status::InvalidArgs),
+        "future cursor"
+    );
+    assert_eq!(stats(&mut l, 0, me).rejects.invalid_args, 11);
 }
 
 #[test]
@@ -220,13 +233,17 @@ fn reject_malformed_and_unsupported_with_nonce_echoed() {
         reply(&mut l, 0, me, &op).1,
         Reply::Rejected(Status::Unsupported)
     );
-    // A reply-typed frame sent as a request.
+    // A reply-typed frame sent as a request: counted, never answered (two
+    // servers must not bounce frames), and neither is a one-way frame.
     let mut rep = good.clone();
     rep[3] |= 0x80;
-    assert_eq!(
-        reply(&mut l, 0, me, &rep).1,
-        Reply::Rejected(Status::Unsupported)
-    );
+    let h = l.handle(0, me, &rep);
+    assert_eq!((h.reply, h.status), (None, Some(Status::Unsupported)));
+    let mut oneway_v2 = good.clone();
+    oneway_v2[2] = 2;
+    oneway_v2[3] = proto::op::APPEND_ONEWAY;
+    let h = l.handle(0, me, &oneway_v2);
+    assert_eq!((h.reply, h.status), (None, Some(Status::Unsupported)));
     // No header at all: nothing to echo, so no reply; still counted.
     let h = l.handle(0, me, b"LG");
     assert_eq!((h.reply, h.status), (None, None));
@@ -249,7 +266,7 @@ fn reject_malformed_and_unsupported_with_nonce_echoed() {
     assert_eq!((h.reply, h.status), (None, Some(Status::Malformed)));
     let s = stats(&mut l, 0, me);
     assert_eq!(s.rejects.malformed, 5);
-    assert_eq!(s.rejects.unsupported, 3);
+    assert_eq!(s.rejects.unsupported, 4);
 }
 
 #[test]
