@@ -3,17 +3,35 @@
 
 RISCV_TARGET := riscv64gc-unknown-none-elf
 # Every no_std service core and client library; built for the target in `make test`.
-NO_STD_CRATES := -p nexus-bounds -p nexus-ipc -p nexus-log -p logd
+NO_STD_CRATES := -p nexus-bounds -p nexus-ipc -p nexus-log -p nexus-store -p logd -p selftest-client
+KERNEL := target/$(RISCV_TARGET)/release/nexus-kernel
+RUN_IMG := out/run.img
 
-.PHONY: run test deps fmt-check clippy host-test riscv bench
+.PHONY: run demo test deps qemu-deps fmt-check clippy host-test riscv harness-test qemu-test bench
 
-## Runs the system: for now, the host demo (logd + senders + rejects + query).
-run: deps
+## Runs the system: boots the RISC-V image under QEMU on a persistent disk
+## (out/run.img) and shows the console. Run it twice: the second boot
+## restores the first boot's records.
+run: deps qemu-deps
+	cargo build --release --target $(RISCV_TARGET) -p nexus-kernel
+	@mkdir -p out; [ -f $(RUN_IMG) ] || truncate -s 8M $(RUN_IMG)
+	qemu-system-riscv64 -machine virt -cpu rv64 -smp 1 -m 128M -nographic -bios default \
+		-kernel $(KERNEL) -drive file=$(RUN_IMG),if=none,format=raw,id=hd0 \
+		-device virtio-blk-device,drive=hd0 -global virtio-mmio.force-legacy=false \
+		-monitor none -serial stdio </dev/null
+
+## The host demo: logd on the in-process bus, senders, rejects, a paged query.
+demo: deps
 	cargo run --release -p nexus-obs-demo
 
 ## Runs every check CI runs.
-test: deps fmt-check clippy host-test riscv
+test: deps fmt-check clippy host-test riscv harness-test qemu-test
 	@echo "make test: all checks passed"
+
+qemu-deps:
+	@command -v qemu-system-riscv64 >/dev/null || { \
+		SUDO=; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq qemu-system-misc >/dev/null; }
 
 deps:
 	@command -v cargo >/dev/null || { echo "cargo not found: install rustup first"; exit 1; }
@@ -31,6 +49,13 @@ host-test:
 
 riscv:
 	cargo build --target $(RISCV_TARGET) $(NO_STD_CRATES)
+	cargo clippy --release --target $(RISCV_TARGET) -p nexus-kernel -- -D warnings
+
+harness-test:
+	bash scripts/tests/check-markers-test.sh
+
+qemu-test: qemu-deps
+	RUN_UNTIL_MARKER=1 scripts/qemu-test.sh
 
 ## Criterion benchmarks (not part of `make test`).
 bench:

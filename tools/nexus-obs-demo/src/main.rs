@@ -66,7 +66,14 @@ fn run() -> Result<(), String> {
     let stop2 = Arc::clone(&stop);
     let server = std::thread::spawn(move || {
         let clock = SystemClock::default();
-        serve(&mut logd, &mut logd_ep, &clock, &stop2, 10_000_000);
+        serve(
+            &mut logd,
+            &mut logd_ep,
+            &clock,
+            &mut logd::persist::InMemory,
+            &stop2,
+            10_000_000,
+        );
     });
 
     let ep = |name: &str| bus.endpoint(name).map_err(|e| format!("{name}: {e:?}"));

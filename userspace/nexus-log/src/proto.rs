@@ -498,6 +498,15 @@ fn prefix(s: &str, max: usize) -> &str {
     s.get(..s.floor_char_boundary(max)).unwrap_or("")
 }
 
+/// Decodes one record in its wire form, exactly (no trailing bytes). Used
+/// by the state store, which keeps records in the same layout.
+pub fn decode_record_bytes(bytes: &[u8]) -> Result<Record, WireError> {
+    let mut r = Reader::new(bytes);
+    let rec = decode_record(&mut r)?;
+    r.finish()?;
+    Ok(rec)
+}
+
 fn decode_record(r: &mut Reader<'_>) -> Result<Record, WireError> {
     Ok(Record {
         id: r.u64()?,

@@ -133,6 +133,11 @@ impl Journal {
         self.appended_total
     }
 
+    /// The record with `id`, if held.
+    pub fn get(&self, id: u64) -> Option<&Record> {
+        self.records.get(&id)
+    }
+
     /// Records with id `>= from`, in id order.
     pub fn range_from(&self, from: u64) -> impl Iterator<Item = (&u64, &Record)> {
         self.records.range(from..)

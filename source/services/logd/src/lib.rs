@@ -3,6 +3,7 @@
 //! * [`config`]: every bound, mirrored by `recipes/observability/logd.toml`.
 //! * [`journal`]: records bounded by count and bytes, fair retention.
 //! * [`server`]: decode → decide → encode for APPEND / QUERY / STATS.
+//! * [`persist`]: the journal on the state store (WAL-style append, compaction, restore).
 //! * `host` (feature `std`): the I/O loop over the in-process bus, and the
 //!   TOML recipe loader.
 //!
@@ -18,6 +19,7 @@ pub mod config;
 #[cfg(feature = "std")]
 pub mod host;
 pub mod journal;
+pub mod persist;
 pub mod server;
 
 pub use config::Config;

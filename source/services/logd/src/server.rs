@@ -43,6 +43,8 @@ pub struct Handled {
     pub op: Option<u8>,
     /// The outcome (`None` for a frame without a readable header).
     pub status: Option<Status>,
+    /// The id of the record this frame appended, if it did.
+    pub appended: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -99,6 +101,11 @@ impl Logd {
         &self.journal
     }
 
+    /// Puts back a record read from the state store (ids must increase).
+    pub fn restore(&mut self, rec: Record) -> Result<(), crate::journal::RestoreError> {
+        self.journal.restore(rec).map(|_| ())
+    }
+
     /// Grants `id` the reader role (e.g. once a reader endpoint registers).
     pub fn add_reader(&mut self, id: ServiceId) {
         self.readers.insert(id);
@@ -119,6 +126,7 @@ impl Logd {
                     reply: None,
                     op: None,
                     status: None,
+                    appended: None,
                 };
             }
             Err(RequestError::Unsupported(h)) => return self.refuse(&h, Status::Unsupported),
@@ -126,14 +134,18 @@ impl Logd {
         };
         match req {
             Request::Append { oneway, body } => {
-                let reply = match self.append(now_ns, sender, frame.len(), &body) {
+                let result = self.append(now_ns, sender, frame.len(), &body);
+                let reply = match result {
                     Ok(id) => Reply::Appended(id),
                     Err(s) => {
                         self.journal.note_rejected(sender);
                         Reply::Rejected(s)
                     }
                 };
-                let out = self.answer(&h, reply);
+                let out = Handled {
+                    appended: result.ok(),
+                    ..self.answer(&h, reply)
+                };
                 if oneway {
                     Handled { reply: None, ..out }
                 } else {
@@ -176,6 +188,7 @@ impl Logd {
             reply: Some(proto::encode_reply(h, &reply)),
             op: Some(h.op),
             status: Some(status),
+            appended: None,
         }
     }
 

@@ -51,7 +51,14 @@ fn start(cfg: Config, queue_depth: usize) -> Running {
     let s2 = Arc::clone(&stop);
     let thread = std::thread::spawn(move || {
         let clock = ManualClock::new(1_000);
-        serve(&mut logd, &mut ep, &clock, &s2, 1_000_000);
+        serve(
+            &mut logd,
+            &mut ep,
+            &clock,
+            &mut logd::persist::InMemory,
+            &s2,
+            1_000_000,
+        );
     });
     Running {
         bus,

@@ -1,0 +1,109 @@
+//! virtio-mmio discovery and the block device behind the state store.
+//!
+//! Paging is off (satp = 0), so physical and virtual addresses are equal:
+//! the DMA HAL hands out page-aligned heap memory and shares buffers by
+//! address.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use nexus_store::{BlockDevice, BLOCK_SIZE};
+use virtio_drivers::device::blk::VirtIOBlk;
+use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
+use virtio_drivers::transport::{DeviceType, Transport};
+use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
+
+/// Identity-mapped DMA.
+pub struct IdentityHal;
+
+// SAFETY: dma_alloc returns zeroed, page-aligned, exclusively owned heap
+// memory whose physical address equals its virtual address (paging off);
+// share/unshare pass addresses through for the same reason.
+unsafe impl Hal for IdentityHal {
+    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        let layout = Layout::from_size_align(pages.max(1) * PAGE_SIZE, PAGE_SIZE)
+            .unwrap_or(Layout::new::<u8>());
+        // SAFETY: the layout has a non-zero size.
+        let p = unsafe { alloc::alloc::alloc_zeroed(layout) };
+        match NonNull::new(p) {
+            Some(nn) => (p as PhysAddr, nn),
+            None => alloc::alloc::handle_alloc_error(layout),
+        }
+    }
+
+    unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
+        if let Ok(layout) = Layout::from_size_align(pages.max(1) * PAGE_SIZE, PAGE_SIZE) {
+            // SAFETY: allocated by dma_alloc with this same layout.
+            unsafe { alloc::alloc::dealloc(vaddr.as_ptr(), layout) };
+        }
+        0
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
+        NonNull::new(paddr as usize as *mut u8).unwrap_or(NonNull::dangling())
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
+        buffer.as_ptr() as *mut u8 as usize as PhysAddr
+    }
+
+    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
+}
+
+/// A probed virtio-mmio device.
+pub struct Probed {
+    /// Slot base address.
+    pub base: usize,
+    /// Device type.
+    pub kind: DeviceType,
+    /// The transport, ready for a driver.
+    pub transport: MmioTransport<'static>,
+}
+
+/// Probes every slot; empty slots (device id 0) are skipped.
+pub fn probe(slots: &[(usize, usize)]) -> alloc::vec::Vec<Probed> {
+    let mut out = alloc::vec::Vec::new();
+    for &(base, size) in slots {
+        let Some(header) = NonNull::new(base as *mut VirtIOHeader) else {
+            continue;
+        };
+        // SAFETY: `base..base+size` is a virtio-mmio register window listed
+        // in the device tree, identity mapped, used by nothing else.
+        if let Ok(t) = unsafe { MmioTransport::new(header, size) } {
+            out.push(Probed {
+                base,
+                kind: t.device_type(),
+                transport: t,
+            });
+        }
+    }
+    out
+}
+
+/// A virtio-blk device as a [`BlockDevice`] of 512-byte blocks.
+pub struct Blk {
+    dev: VirtIOBlk<IdentityHal, MmioTransport<'static>>,
+}
+
+impl Blk {
+    /// Initialises the driver on a probed block transport.
+    pub fn new(transport: MmioTransport<'static>) -> Option<Self> {
+        VirtIOBlk::new(transport).ok().map(|dev| Self { dev })
+    }
+}
+
+impl BlockDevice for Blk {
+    type Error = virtio_drivers::Error;
+
+    fn block_count(&self) -> u64 {
+        self.dev.capacity()
+    }
+
+    fn read_block(&mut self, index: u64, buf: &mut [u8; BLOCK_SIZE]) -> Result<(), Self::Error> {
+        self.dev.read_blocks(index as usize, buf)
+    }
+
+    fn write_block(&mut self, index: u64, buf: &[u8; BLOCK_SIZE]) -> Result<(), Self::Error> {
+        self.dev.write_blocks(index as usize, buf)
+    }
+}

@@ -1,0 +1,155 @@
+//! logd's journal on the state store.
+//!
+//! Every accepted record is appended to the store in its wire form (the
+//! QUERY record layout), buffered, and written at [`JournalStore::flush`]
+//! (the I/O loop flushes after each batch of frames). When the store's
+//! active half is full, the live journal — which is bounded well below a
+//! half, see `Config` and the recipe — is compacted into the other half, so
+//! persistence never stops for good. On start, [`JournalStore::open`]
+//! returns the records of the last run in id order for [`Logd::restore`].
+
+use alloc::vec::Vec;
+
+use nexus_log::proto::{decode_record_bytes, encode_record};
+use nexus_log::Record;
+use nexus_store::{BlockDevice, MountReport, StateStore, StoreError};
+
+use crate::server::Logd;
+
+/// Where accepted records go besides the in-memory journal. The I/O loops
+/// (host and OS) call it after each append and after each batch.
+pub trait Persist {
+    /// Record `id` was just appended to `logd`'s journal.
+    fn on_appended(&mut self, logd: &Logd, id: u64);
+    /// End of a batch: write what is buffered. Returns false on failure.
+    fn flush(&mut self) -> bool;
+}
+
+/// No persistence: the journal lives in memory only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InMemory;
+
+impl Persist for InMemory {
+    fn on_appended(&mut self, _logd: &Logd, _id: u64) {}
+    fn flush(&mut self) -> bool {
+        true
+    }
+}
+
+impl<D: BlockDevice> Persist for JournalStore<D> {
+    fn on_appended(&mut self, logd: &Logd, id: u64) {
+        JournalStore::on_appended(self, logd, id);
+    }
+    fn flush(&mut self) -> bool {
+        JournalStore::flush(self).is_ok()
+    }
+}
+
+/// What opening the store found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restored {
+    /// The store's own report (boot counter, entries, torn tail, …).
+    pub mount: MountReport,
+    /// Records put back into the journal.
+    pub records: u64,
+    /// Entries that did not decode as records, or were refused by the
+    /// journal (out-of-order id, too large): skipped, never trusted.
+    pub skipped: u64,
+}
+
+/// Counters of the persistence path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PersistStats {
+    /// Records appended to the store.
+    pub written: u64,
+    /// Compactions of the live journal into the other half.
+    pub compactions: u64,
+    /// Records that could not be persisted (device error, or the live
+    /// journal does not fit a half): they stay in memory only.
+    pub failed: u64,
+}
+
+/// The journal's persistence.
+#[derive(Debug)]
+pub struct JournalStore<D: BlockDevice> {
+    store: StateStore<D>,
+    stats: PersistStats,
+}
+
+impl<D: BlockDevice> JournalStore<D> {
+    /// Mounts the store on `dev` and restores its records into `logd`.
+    pub fn open(dev: D, logd: &mut Logd) -> Result<(Self, Restored), StoreError<D::Error>> {
+        let (store, mount, entries) = StateStore::mount(dev)?;
+        let mut restored = Restored {
+            mount,
+            records: 0,
+            skipped: 0,
+        };
+        for e in entries {
+            match decode_record_bytes(&e).map(|r| logd.restore(r)) {
+                Ok(Ok(())) => restored.records += 1,
+                _ => restored.skipped += 1,
+            }
+        }
+        Ok((
+            Self {
+                store,
+                stats: PersistStats::default(),
+            },
+            restored,
+        ))
+    }
+
+    /// Persists record `id` of `logd`'s journal (just appended).
+    pub fn on_appended(&mut self, logd: &Logd, id: u64) {
+        let Some(rec) = logd.journal().get(id) else {
+            return;
+        };
+        match self.store.append(&encode(rec)) {
+            Ok(()) => self.stats.written += 1,
+            Err(StoreError::Full) => {
+                // The live journal (which already holds `rec`) replaces the
+                // store's contents.
+                let live: Vec<Vec<u8>> = logd
+                    .journal()
+                    .range_from(0)
+                    .map(|(_, r)| encode(r))
+                    .collect();
+                match self.store.compact(live.iter().map(Vec::as_slice)) {
+                    Ok(()) => {
+                        self.stats.compactions += 1;
+                        self.stats.written += 1;
+                    }
+                    Err(_) => self.stats.failed += 1,
+                }
+            }
+            Err(_) => self.stats.failed += 1,
+        }
+    }
+
+    /// Writes what is buffered.
+    pub fn flush(&mut self) -> Result<(), StoreError<D::Error>> {
+        self.store.flush()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> PersistStats {
+        self.stats
+    }
+
+    /// The store's current numbers.
+    pub fn report(&self) -> MountReport {
+        self.store.report()
+    }
+
+    /// Gives the device back (tests reopen it to simulate a reboot).
+    pub fn into_device(self) -> D {
+        self.store.into_device()
+    }
+}
+
+fn encode(r: &Record) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(r.wire_len());
+    encode_record(&mut buf, r);
+    buf
+}
