@@ -51,6 +51,25 @@ impl fmt::Display for ServiceId {
     }
 }
 
+/// Payload keys that claim an identity (in log fields, metric labels, span
+/// attributes). Identity comes from the transport, so services refuse
+/// payloads carrying one of these with `invalid_args` and count a spoof.
+pub const IDENTITY_CLAIM_KEYS: [&str; 8] = [
+    "sender",
+    "sender_id",
+    "sender_service_id",
+    "service",
+    "service_id",
+    "service_name",
+    "pid",
+    "uid",
+];
+
+/// True if `key` claims an identity (see [`IDENTITY_CLAIM_KEYS`]).
+pub fn is_identity_claim(key: &str) -> bool {
+    IDENTITY_CLAIM_KEYS.contains(&key)
+}
+
 /// What the transport says about a received frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameMeta {

@@ -7,7 +7,7 @@ use alloc::collections::BTreeSet;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use nexus_bounds::{BucketConfig, LruMap, TokenBucket};
+use nexus_bounds::{BucketConfig, LimiterConfig, RateLimiter};
 use nexus_ipc::wire::Header;
 use nexus_ipc::ServiceId;
 use nexus_log::fields::Fields;
@@ -19,20 +19,6 @@ use nexus_log::{Level, Record};
 
 use crate::config::{Config, ConfigError};
 use crate::journal::Journal;
-
-/// Field keys that claim an identity. Identity comes from the transport, so
-/// an APPEND carrying one of these is refused with `invalid_args` and
-/// counted as a spoof attempt.
-pub const IDENTITY_KEYS: [&str; 8] = [
-    "sender",
-    "sender_id",
-    "sender_service_id",
-    "service",
-    "service_id",
-    "service_name",
-    "pid",
-    "uid",
-];
 
 /// What handling one frame produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,23 +33,16 @@ pub struct Handled {
     pub appended: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Buckets {
-    events: TokenBucket,
-    bytes: TokenBucket,
-}
-
 /// The logd service core.
 #[derive(Debug)]
 pub struct Logd {
     cfg: Config,
     readers: BTreeSet<ServiceId>,
     journal: Journal,
-    rates: LruMap<ServiceId, Buckets>,
+    rates: RateLimiter<ServiceId>,
     rejects: Rejects,
     identity_spoofs: u64,
     replies_dropped: u64,
-    sender_evictions: u64,
 }
 
 impl Logd {
@@ -81,13 +60,22 @@ impl Logd {
                 cfg.journal.max_bytes,
                 cfg.rate.max_senders,
             ),
-            rates: LruMap::new(usize::try_from(cfg.rate.max_senders).unwrap_or(usize::MAX)),
+            rates: RateLimiter::new(LimiterConfig {
+                events: BucketConfig {
+                    rate_per_sec: cfg.rate.events_per_sec,
+                    burst: cfg.rate.events_burst,
+                },
+                bytes: BucketConfig {
+                    rate_per_sec: cfg.rate.bytes_per_sec,
+                    burst: cfg.rate.bytes_burst,
+                },
+                max_keys: usize::try_from(cfg.rate.max_senders).unwrap_or(usize::MAX),
+            }),
             readers: readers.into_iter().collect(),
             cfg,
             rejects: Rejects::default(),
             identity_spoofs: 0,
             replies_dropped: 0,
-            sender_evictions: 0,
         })
     }
 
@@ -192,42 +180,6 @@ impl Logd {
         }
     }
 
-    fn take_tokens(
-        &mut self,
-        now_ns: u64,
-        sender: ServiceId,
-        frame_len: usize,
-    ) -> Result<(), Status> {
-        let ev = BucketConfig {
-            rate_per_sec: self.cfg.rate.events_per_sec,
-            burst: self.cfg.rate.events_burst,
-        };
-        let by = BucketConfig {
-            rate_per_sec: self.cfg.rate.bytes_per_sec,
-            burst: self.cfg.rate.bytes_burst,
-        };
-        let (b, evicted) = self.rates.get_or_insert_with(sender, || Buckets {
-            events: TokenBucket::full(ev, now_ns),
-            bytes: TokenBucket::full(by, now_ns),
-        });
-        b.events.refill(ev, now_ns);
-        b.bytes.refill(by, now_ns);
-        let n = frame_len as u64;
-        let ok = b.events.has(1) && b.bytes.has(n);
-        if ok {
-            b.events.take(1);
-            b.bytes.take(n);
-        }
-        if evicted.is_some() {
-            self.sender_evictions += 1;
-        }
-        if ok {
-            Ok(())
-        } else {
-            Err(Status::RateLimited)
-        }
-    }
-
     fn append(
         &mut self,
         now_ns: u64,
@@ -235,7 +187,9 @@ impl Logd {
         frame_len: usize,
         a: &AppendRequest<'_>,
     ) -> Result<u64, Status> {
-        self.take_tokens(now_ns, sender, frame_len)?;
+        if !self.rates.admit(now_ns, sender, frame_len as u64) {
+            return Err(Status::RateLimited);
+        }
         let level = Level::from_u8(a.level).ok_or(Status::InvalidArgs)?;
         let lim = &self.cfg.record;
         let too_long = |s: &str, max: u32| s.len() > max as usize;
@@ -254,7 +208,7 @@ impl Logd {
             .fields
             .split_terminator('\n')
             .filter_map(|l| l.split_once('='))
-            .any(|(k, _)| IDENTITY_KEYS.contains(&k));
+            .any(|(k, _)| nexus_ipc::is_identity_claim(k));
         if claims_identity {
             self.identity_spoofs += 1;
             return Err(Status::InvalidArgs);
@@ -373,7 +327,7 @@ impl Logd {
             identity_spoofs: self.identity_spoofs,
             replies_dropped: self.replies_dropped,
             senders_tracked: self.rates.len() as u64,
-            sender_evictions: self.sender_evictions,
+            sender_evictions: self.rates.evictions(),
             senders,
         }
     }
