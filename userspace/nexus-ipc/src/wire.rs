@@ -45,6 +45,64 @@ impl fmt::Display for WireError {
     }
 }
 
+/// The outcome of a request: the first byte of every reply body, in every
+/// nexus-obs protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Status {
+    /// Done.
+    Ok = 0,
+    /// The frame does not parse.
+    Malformed = 1,
+    /// Unknown version or op.
+    Unsupported = 2,
+    /// Parses, but a value breaks a rule (grammar, identity claim, zero count, …).
+    InvalidArgs = 3,
+    /// A size limit is exceeded.
+    OverLimit = 4,
+    /// The sender's token bucket is empty.
+    RateLimited = 5,
+    /// The query policy does not let this sender read that.
+    Denied = 6,
+}
+
+impl Status {
+    /// Every status, in wire order.
+    pub const ALL: [Status; 7] = [
+        Status::Ok,
+        Status::Malformed,
+        Status::Unsupported,
+        Status::InvalidArgs,
+        Status::OverLimit,
+        Status::RateLimited,
+        Status::Denied,
+    ];
+
+    /// Decodes a status byte.
+    pub fn from_u8(b: u8) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| *s as u8 == b)
+    }
+
+    /// The snake_case name used in docs, markers and JSON.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Malformed => "malformed",
+            Status::Unsupported => "unsupported",
+            Status::InvalidArgs => "invalid_args",
+            Status::OverLimit => "over_limit",
+            Status::RateLimited => "rate_limited",
+            Status::Denied => "denied",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The common frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
