@@ -10,6 +10,8 @@
 //!   runtime owns one, and [`host`] wraps one for threads on the host.
 //! * [`wire`] holds the common frame header (magic, version, op, nonce) and a
 //!   panic-free byte reader used by every protocol's codec.
+//! * [`caller`] is the sequential request/reply client every protocol
+//!   client is built on.
 //! * [`correlate`] matches replies to requests by the echoed nonce; replies
 //!   nobody waits for are dropped and counted.
 #![no_std]
@@ -19,6 +21,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod caller;
 pub mod correlate;
 #[cfg(feature = "std")]
 pub mod host;

@@ -1,13 +1,14 @@
 //! A request/reply client for logd: APPEND with an answer, QUERY, STATS.
 //!
-//! Calls are sequential. A reply is accepted only from the logd endpoint and
-//! only with the nonce of the call in progress; anything else that arrives
-//! meanwhile is dropped and counted ([`LogdClient::unmatched`]).
+//! Calls are sequential ([`nexus_ipc::caller::Caller`]). A reply is
+//! accepted only from the logd endpoint and only with the nonce of the call
+//! in progress; anything else that arrives meanwhile is dropped and counted
+//! ([`LogdClient::unmatched`]).
 
 use alloc::vec::Vec;
 use core::fmt;
 
-use nexus_ipc::correlate::{NonceGen, Pending, PendingError};
+use nexus_ipc::caller::{CallError, Caller};
 use nexus_ipc::wire::WireError;
 use nexus_ipc::{Endpoint, SendError, ServiceId};
 
@@ -15,10 +16,6 @@ use crate::fields::Fields;
 use crate::proto::{self, AppendRequest, QueryPage, QueryRequest, Reply, Stats, Status};
 use crate::record::Record;
 use crate::Level;
-
-/// Most foreign frames one call drops before giving up as a timeout, so a
-/// flood of unrelated frames cannot keep a caller waiting forever.
-pub const MAX_FOREIGN_PER_CALL: usize = 1024;
 
 /// Why a call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,79 +61,53 @@ pub struct ReadAll {
 /// A logd client over an endpoint.
 #[derive(Debug)]
 pub struct LogdClient<E> {
-    ep: E,
-    logd: ServiceId,
-    nonces: NonceGen,
-    pending: Pending,
-    timeout_ns: u64,
+    caller: Caller<E>,
+}
+
+impl From<CallError> for ClientError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Send(e) => ClientError::Send(e),
+            CallError::Timeout => ClientError::Timeout,
+            CallError::Busy => ClientError::Busy,
+        }
+    }
 }
 
 impl<E: Endpoint> LogdClient<E> {
     /// A client of the logd endpoint `logd`, waiting `timeout_ns` per reply.
     pub fn new(ep: E, logd: ServiceId, timeout_ns: u64) -> Self {
         Self {
-            ep,
-            logd,
-            nonces: NonceGen::default(),
-            pending: Pending::new(1),
-            timeout_ns,
+            caller: Caller::new(ep, logd, timeout_ns),
         }
     }
 
     /// Replies and foreign frames dropped so far.
     pub fn unmatched(&self) -> u64 {
-        self.pending.unmatched()
+        self.caller.unmatched()
     }
 
     /// The endpoint (its id is the identity logd will see).
     pub fn endpoint(&self) -> &E {
-        &self.ep
+        self.caller.endpoint()
     }
 
     /// The next nonce this client would use (for hand-built frames).
     pub fn next_nonce(&mut self) -> u64 {
-        self.nonces.next_nonce()
+        self.caller.next_nonce()
     }
 
     /// Sends a hand-built frame carrying `nonce` and waits for its reply.
     /// Used by tests and the selftest to send malformed or hostile frames.
     pub fn call_raw(&mut self, nonce: u64, frame: &[u8]) -> Result<Reply, ClientError> {
-        self.pending.start(self.logd, nonce).map_err(|e| match e {
-            PendingError::TooManyInFlight | PendingError::Duplicate => ClientError::Busy,
-        })?;
-        if let Err(e) = self.ep.send(self.logd, frame) {
-            self.pending.cancel(self.logd, nonce);
-            return Err(ClientError::Send(e));
-        }
-        for _ in 0..MAX_FOREIGN_PER_CALL {
-            let Some(f) = self.ep.recv_timeout(self.timeout_ns) else {
-                break;
-            };
-            if f.meta.sender != self.logd {
-                self.pending.complete(f.meta.sender, 0);
-                continue;
-            }
-            match proto::decode_reply(&f.bytes) {
-                Ok((h, reply)) if h.nonce == nonce && self.pending.complete(self.logd, h.nonce) => {
-                    return Ok(reply)
-                }
-                Ok((h, _)) => {
-                    self.pending.complete(self.logd, h.nonce);
-                }
-                Err(_) => {
-                    self.pending.complete(self.logd, 0);
-                }
-            }
-        }
-        self.pending.cancel(self.logd, nonce);
-        Err(ClientError::Timeout)
+        Ok(self.caller.call(nonce, frame, proto::decode_reply)?)
     }
 
     fn call(
         &mut self,
         build: impl FnOnce(u64) -> Result<Vec<u8>, WireError>,
     ) -> Result<Reply, ClientError> {
-        let nonce = self.nonces.next_nonce();
+        let nonce = self.caller.next_nonce();
         let frame = build(nonce).map_err(ClientError::Encode)?;
         match self.call_raw(nonce, &frame)? {
             Reply::Rejected(s) => Err(ClientError::Rejected(s)),
