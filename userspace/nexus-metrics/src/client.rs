@@ -1,0 +1,780 @@
+//! The metrics client: handles resolved once, lock-free updates, batched
+//! flushes that never block, span guards.
+//!
+//! ```text
+//! let c = metrics.counter("requests_total", &[("route", "/a")])?;   // one REGISTER round trip, then cached
+//! c.inc();                                                          // an atomic add
+//! metrics.flush();                                                  // one one-way BATCH frame
+//! ```
+//!
+//! Handles ([`Counter`], [`Gauge`], [`Histogram`]) are `Send + Sync` and
+//! cheap to clone; updating one is an atomic operation on a cell that the
+//! owner of the [`Metrics`] drains at [`Metrics::flush`]. A flush whose
+//! frame cannot be sent (metricsd's queue full) puts the drained deltas
+//! back, so counts are delayed, not lost; span events that cannot be
+//! queued or sent are dropped and counted.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use nexus_bounds::Clock;
+use nexus_ipc::caller::{CallError, Caller};
+use nexus_ipc::wire::WireError;
+use nexus_ipc::{Endpoint, SendError, ServiceId};
+use spinning_top::Spinlock;
+
+use crate::proto::{
+    self, BatchResult, Entry, MetricsStats, Register, Reply, ScrapePage, Status, WireSegment,
+};
+use crate::types::{
+    Buckets, Labels, MetricKind, MetricName, SeriesId, SpanId, SpanStatus, TraceId, TypeError,
+};
+
+/// Why a call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsError {
+    /// A name, label or bound broke its rule (refused before sending).
+    Type(TypeError),
+    /// The same name was registered with another kind or other buckets.
+    Conflict,
+    /// Transport failure.
+    Send(SendError),
+    /// Encoding failure (a string beyond its wire prefix).
+    Encode(WireError),
+    /// No reply in time.
+    Timeout,
+    /// metricsd refused it.
+    Rejected(Status),
+    /// The reply does not fit the request.
+    BadReply,
+}
+
+impl fmt::Display for MetricsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Type(e) => write!(f, "invalid: {e}"),
+            Self::Conflict => f.write_str("registered before with another kind or buckets"),
+            Self::Send(e) => write!(f, "send failed: {e}"),
+            Self::Encode(e) => write!(f, "encode failed: {e}"),
+            Self::Timeout => f.write_str("timed out"),
+            Self::Rejected(s) => write!(f, "rejected: {s}"),
+            Self::BadReply => f.write_str("unexpected reply"),
+        }
+    }
+}
+
+impl From<CallError> for MetricsError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Send(e) => Self::Send(e),
+            CallError::Timeout | CallError::Busy => Self::Timeout,
+        }
+    }
+}
+
+impl From<TypeError> for MetricsError {
+    fn from(e: TypeError) -> Self {
+        Self::Type(e)
+    }
+}
+
+#[derive(Debug)]
+struct CounterCell {
+    series: SeriesId,
+    pending: AtomicU64,
+}
+
+#[derive(Debug)]
+struct GaugeCell {
+    series: SeriesId,
+    value: AtomicI64,
+    dirty: AtomicBool,
+}
+
+#[derive(Debug)]
+struct HistCell {
+    series: SeriesId,
+    buckets: Buckets,
+    counts: Vec<AtomicU64>,
+    sum: AtomicU64,
+}
+
+/// A counter handle.
+#[derive(Debug, Clone)]
+pub struct Counter(Arc<CounterCell>);
+
+impl Counter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.pending.fetch_add(n, Ordering::Relaxed);
+    }
+    /// The series metricsd assigned.
+    pub fn series(&self) -> SeriesId {
+        self.0.series
+    }
+}
+
+/// A gauge handle. The value is kept locally and sent when changed.
+#[derive(Debug, Clone)]
+pub struct Gauge(Arc<GaugeCell>);
+
+impl Gauge {
+    /// Sets the value.
+    pub fn set(&self, v: i64) {
+        self.0.value.store(v, Ordering::Relaxed);
+        self.0.dirty.store(true, Ordering::Release);
+    }
+    /// Adds to the value (wrapping is impossible in practice: i64).
+    pub fn add(&self, d: i64) {
+        self.0.value.fetch_add(d, Ordering::Relaxed);
+        self.0.dirty.store(true, Ordering::Release);
+    }
+    /// The local value.
+    pub fn get(&self) -> i64 {
+        self.0.value.load(Ordering::Relaxed)
+    }
+    /// The series metricsd assigned.
+    pub fn series(&self) -> SeriesId {
+        self.0.series
+    }
+}
+
+/// A histogram handle with fixed buckets.
+#[derive(Debug, Clone)]
+pub struct Histogram(Arc<HistCell>);
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, v: u64) {
+        let i = self.0.buckets.index(v);
+        if let Some(c) = self.0.counts.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        self.0.sum.fetch_add(v, Ordering::Relaxed);
+    }
+    /// The series metricsd assigned.
+    pub fn series(&self) -> SeriesId {
+        self.0.series
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SpanEvent {
+    Start {
+        span: u64,
+        trace: u128,
+        parent: u64,
+        start_ns: u64,
+        name: String,
+    },
+    End {
+        span: u64,
+        end_ns: u64,
+        status: SpanStatus,
+        attrs: Vec<(String, String)>,
+    },
+}
+
+/// Clock, id sources and the span queue, shared with span guards.
+#[derive(Debug)]
+struct Shared<C> {
+    clock: C,
+    sender: u32,
+    span_seq: AtomicU64,
+    trace_seq: AtomicU64,
+    events: Spinlock<VecDeque<SpanEvent>>,
+    max_events: usize,
+    dropped_spans: AtomicU64,
+}
+
+impl<C: Clock> Shared<C> {
+    fn push(&self, e: SpanEvent) {
+        let mut q = self.events.lock();
+        if q.len() >= self.max_events {
+            self.dropped_spans.fetch_add(1, Ordering::Relaxed);
+        } else {
+            q.push_back(e);
+        }
+    }
+
+    /// Span ids: the sender id in the high 32 bits, a per-process counter
+    /// (from 1) in the low 32 — deterministic, no RNG, never zero.
+    fn next_span(&self) -> SpanId {
+        let n = self
+            .span_seq
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1)
+            & 0xffff_ffff;
+        let raw = (u64::from(self.sender) << 32) | n.max(1);
+        SpanId::new(raw).unwrap_or(SpanId::new(1).unwrap_or_else(|| unreachable_span()))
+    }
+
+    /// Trace ids: the sender id in the high 64 bits, a per-process counter
+    /// (from 1) in the low 64.
+    fn next_trace(&self) -> TraceId {
+        let n = self
+            .trace_seq
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1)
+            .max(1);
+        let raw = (u128::from(self.sender) << 64) | u128::from(n);
+        TraceId::new(raw).unwrap_or_else(|| unreachable_trace())
+    }
+}
+
+// Both constructors above only see non-zero values (`max(1)`); these exist
+// so that no code path can panic even if that reasoning were wrong.
+fn unreachable_span() -> SpanId {
+    SpanId::new(u64::MAX).unwrap_or_else(unreachable_span)
+}
+fn unreachable_trace() -> TraceId {
+    TraceId::new(u128::MAX).unwrap_or_else(unreachable_trace)
+}
+
+/// A span in progress. Ends when dropped (or at [`SpanGuard::end`]) with
+/// the clock's time at that moment and the status set so far.
+#[derive(Debug)]
+pub struct SpanGuard<C: Clock> {
+    shared: Arc<Shared<C>>,
+    span: SpanId,
+    trace: TraceId,
+    status: SpanStatus,
+    attrs: Vec<(String, String)>,
+    ended: bool,
+}
+
+impl<C: Clock> SpanGuard<C> {
+    fn start(shared: &Arc<Shared<C>>, name: &str, trace: TraceId, parent: Option<SpanId>) -> Self {
+        let span = shared.next_span();
+        shared.push(SpanEvent::Start {
+            span: span.get(),
+            trace: trace.get(),
+            parent: parent.map_or(0, SpanId::get),
+            start_ns: shared.clock.now_ns(),
+            name: String::from(name),
+        });
+        Self {
+            shared: Arc::clone(shared),
+            span,
+            trace,
+            status: SpanStatus::Unset,
+            attrs: Vec::new(),
+            ended: false,
+        }
+    }
+
+    /// This span's id.
+    pub fn id(&self) -> SpanId {
+        self.span
+    }
+
+    /// The trace it belongs to.
+    pub fn trace(&self) -> TraceId {
+        self.trace
+    }
+
+    /// A child span: same trace, this span as parent.
+    pub fn child(&self, name: &str) -> SpanGuard<C> {
+        SpanGuard::start(&self.shared, name, self.trace, Some(self.span))
+    }
+
+    /// Sets how it ended.
+    pub fn set_status(&mut self, s: SpanStatus) {
+        self.status = s;
+    }
+
+    /// Adds an attribute (sent at the end; metricsd validates and redacts).
+    pub fn attr(&mut self, key: &str, value: impl fmt::Display) {
+        use core::fmt::Write as _;
+        let mut v = String::new();
+        let _ = write!(v, "{value}");
+        self.attrs.push((String::from(key), v));
+    }
+
+    /// Ends the span now.
+    pub fn end(mut self) {
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        self.shared.push(SpanEvent::End {
+            span: self.span.get(),
+            end_ns: self.shared.clock.now_ns(),
+            status: self.status,
+            attrs: core::mem::take(&mut self.attrs),
+        });
+    }
+}
+
+impl<C: Clock> Drop for SpanGuard<C> {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Client bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Span events queued between flushes; beyond, dropped and counted.
+    pub max_pending_spans: usize,
+    /// Largest BATCH frame; a flush sends as many frames as it needs.
+    pub max_batch_bytes: usize,
+    /// Reply timeout for REGISTER and other calls.
+    pub timeout_ns: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            max_pending_spans: 1024,
+            max_batch_bytes: 16 * 1024,
+            timeout_ns: 2_000_000_000,
+        }
+    }
+}
+
+/// What flushes did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushStats {
+    /// Frames sent.
+    pub frames: u64,
+    /// Entries sent.
+    pub entries: u64,
+    /// Frames that could not be sent (their updates were put back).
+    pub frames_failed: u64,
+    /// Span events dropped (queue full, or their frame failed).
+    pub spans_dropped: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Cell {
+    Counter(Arc<CounterCell>),
+    Gauge(Arc<GaugeCell>),
+    Hist(Arc<HistCell>),
+}
+
+type Key = (MetricKind, MetricName, Labels);
+
+/// The client of one metricsd.
+#[derive(Debug)]
+pub struct Metrics<E, C: Clock> {
+    caller: Caller<E>,
+    cfg: MetricsConfig,
+    shared: Arc<Shared<C>>,
+    cells: BTreeMap<Key, Cell>,
+    stats: FlushStats,
+}
+
+impl<E: Endpoint, C: Clock> Metrics<E, C> {
+    /// A client sending from `ep` to metricsd at `metricsd`. Span and trace
+    /// ids embed `ep`'s transport id.
+    pub fn new(ep: E, metricsd: ServiceId, clock: C, cfg: MetricsConfig) -> Self {
+        let sender = ep.id().get();
+        Self {
+            caller: Caller::new(ep, metricsd, cfg.timeout_ns),
+            shared: Arc::new(Shared {
+                clock,
+                sender,
+                span_seq: AtomicU64::new(0),
+                trace_seq: AtomicU64::new(0),
+                events: Spinlock::new(VecDeque::new()),
+                max_events: cfg.max_pending_spans,
+                dropped_spans: AtomicU64::new(0),
+            }),
+            cfg,
+            cells: BTreeMap::new(),
+            stats: FlushStats::default(),
+        }
+    }
+
+    /// The endpoint (its id is the identity metricsd sees).
+    pub fn endpoint(&self) -> &E {
+        self.caller.endpoint()
+    }
+
+    /// Flush counters.
+    pub fn stats(&self) -> FlushStats {
+        FlushStats {
+            spans_dropped: self.stats.spans_dropped
+                + self.shared.dropped_spans.load(Ordering::Relaxed),
+            ..self.stats
+        }
+    }
+
+    fn register(
+        &mut self,
+        kind: MetricKind,
+        name: &str,
+        labels: &Labels,
+        bounds: &[u64],
+    ) -> Result<SeriesId, MetricsError> {
+        let pairs: Vec<(&str, &str)> = labels.iter().collect();
+        let reg = Register {
+            kind: kind as u8,
+            name,
+            labels: pairs,
+            bounds: Vec::from(bounds),
+        };
+        let nonce = self.caller.next_nonce();
+        let frame = proto::encode_register(nonce, &reg).map_err(MetricsError::Encode)?;
+        match self.caller.call(nonce, &frame, proto::decode_reply)? {
+            Reply::Registered(id) => Ok(SeriesId(id)),
+            Reply::Rejected(s) => Err(MetricsError::Rejected(s)),
+            _ => Err(MetricsError::BadReply),
+        }
+    }
+
+    fn key(kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> Result<Key, MetricsError> {
+        Ok((kind, MetricName::new(name)?, Labels::new(labels)?))
+    }
+
+    /// The counter `name{labels}`, registered on first use.
+    pub fn counter(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<Counter, MetricsError> {
+        let key = Self::key(MetricKind::Counter, name, labels)?;
+        if let Some(Cell::Counter(c)) = self.cells.get(&key) {
+            return Ok(Counter(Arc::clone(c)));
+        }
+        let series = self.register(MetricKind::Counter, name, &key.2, &[])?;
+        let cell = Arc::new(CounterCell {
+            series,
+            pending: AtomicU64::new(0),
+        });
+        self.cells.insert(key, Cell::Counter(Arc::clone(&cell)));
+        Ok(Counter(cell))
+    }
+
+    /// The gauge `name{labels}`, registered on first use.
+    pub fn gauge(&mut self, name: &str, labels: &[(&str, &str)]) -> Result<Gauge, MetricsError> {
+        let key = Self::key(MetricKind::Gauge, name, labels)?;
+        if let Some(Cell::Gauge(c)) = self.cells.get(&key) {
+            return Ok(Gauge(Arc::clone(c)));
+        }
+        let series = self.register(MetricKind::Gauge, name, &key.2, &[])?;
+        let cell = Arc::new(GaugeCell {
+            series,
+            value: AtomicI64::new(0),
+            dirty: AtomicBool::new(false),
+        });
+        self.cells.insert(key, Cell::Gauge(Arc::clone(&cell)));
+        Ok(Gauge(cell))
+    }
+
+    /// The histogram `name{labels}` with `bounds`, registered on first use.
+    pub fn histogram(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        bounds: &[u64],
+    ) -> Result<Histogram, MetricsError> {
+        let key = Self::key(MetricKind::Histogram, name, labels)?;
+        let buckets = Buckets::new(bounds)?;
+        if let Some(Cell::Hist(c)) = self.cells.get(&key) {
+            return if c.buckets == buckets {
+                Ok(Histogram(Arc::clone(c)))
+            } else {
+                Err(MetricsError::Conflict)
+            };
+        }
+        let series = self.register(MetricKind::Histogram, name, &key.2, buckets.bounds())?;
+        let counts = (0..=buckets.bounds().len())
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        let cell = Arc::new(HistCell {
+            series,
+            buckets,
+            counts,
+            sum: AtomicU64::new(0),
+        });
+        self.cells.insert(key, Cell::Hist(Arc::clone(&cell)));
+        Ok(Histogram(cell))
+    }
+
+    /// A root span: a new trace.
+    pub fn span(&self, name: &str) -> SpanGuard<C> {
+        SpanGuard::start(&self.shared, name, self.shared.next_trace(), None)
+    }
+
+    /// A span continuing a trace from elsewhere (e.g. propagated context).
+    pub fn span_in(&self, name: &str, trace: TraceId, parent: Option<SpanId>) -> SpanGuard<C> {
+        SpanGuard::start(&self.shared, name, trace, parent)
+    }
+
+    /// Drains every handle and the span queue into BATCH entries.
+    fn drain(&mut self) -> (Vec<Entry<'static>>, Vec<SpanEvent>) {
+        let mut entries = Vec::new();
+        for cell in self.cells.values() {
+            match cell {
+                Cell::Counter(c) => {
+                    let d = c.pending.swap(0, Ordering::Relaxed);
+                    if d > 0 {
+                        entries.push(Entry::Inc {
+                            series: c.series.0,
+                            delta: d,
+                        });
+                    }
+                }
+                Cell::Gauge(g) => {
+                    if g.dirty.swap(false, Ordering::Acquire) {
+                        entries.push(Entry::Set {
+                            series: g.series.0,
+                            value: g.value.load(Ordering::Relaxed),
+                        });
+                    }
+                }
+                Cell::Hist(h) => {
+                    let counts: Vec<u64> = h
+                        .counts
+                        .iter()
+                        .map(|c| c.swap(0, Ordering::Relaxed))
+                        .collect();
+                    let sum = h.sum.swap(0, Ordering::Relaxed);
+                    if counts.iter().any(|c| *c > 0) {
+                        entries.push(Entry::Hist {
+                            series: h.series.0,
+                            counts,
+                            sum,
+                        });
+                    }
+                }
+            }
+        }
+        let spans: Vec<SpanEvent> = self.shared.events.lock().drain(..).collect();
+        (entries, spans)
+    }
+
+    /// Puts drained updates back after a failed send.
+    fn restore(&self, entries: &[Entry<'_>]) {
+        for e in entries {
+            for cell in self.cells.values() {
+                match (cell, e) {
+                    (Cell::Counter(c), Entry::Inc { series, delta }) if c.series.0 == *series => {
+                        c.pending.fetch_add(*delta, Ordering::Relaxed);
+                    }
+                    (Cell::Gauge(g), Entry::Set { series, .. }) if g.series.0 == *series => {
+                        g.dirty.store(true, Ordering::Release);
+                    }
+                    (
+                        Cell::Hist(h),
+                        Entry::Hist {
+                            series,
+                            counts,
+                            sum,
+                        },
+                    ) if h.series.0 == *series => {
+                        for (a, d) in h.counts.iter().zip(counts) {
+                            a.fetch_add(*d, Ordering::Relaxed);
+                        }
+                        h.sum.fetch_add(*sum, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn frames(
+        &mut self,
+        oneway: bool,
+        entries: &[Entry<'_>],
+        spans: &[SpanEvent],
+    ) -> Vec<(u64, Vec<u8>, usize, usize)> {
+        // (nonce, frame, update entries in it, span events in it)
+        let mut out = Vec::new();
+        let span_entries: Vec<Entry<'_>> = spans
+            .iter()
+            .map(|s| match s {
+                SpanEvent::Start {
+                    span,
+                    trace,
+                    parent,
+                    start_ns,
+                    name,
+                } => Entry::SpanStart {
+                    span: *span,
+                    trace: *trace,
+                    parent: *parent,
+                    start_ns: *start_ns,
+                    name,
+                },
+                SpanEvent::End {
+                    span,
+                    end_ns,
+                    status,
+                    attrs,
+                } => Entry::SpanEnd {
+                    span: *span,
+                    end_ns: *end_ns,
+                    status: *status as u8,
+                    attrs: attrs
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect(),
+                },
+            })
+            .collect();
+        let all = entries
+            .iter()
+            .map(|e| (e, true))
+            .chain(span_entries.iter().map(|e| (e, false)));
+        let mut nonce = self.caller.next_nonce();
+        let mut frame = proto::begin_batch(nonce, oneway);
+        let (mut n, mut nu, mut ns) = (0u16, 0usize, 0usize);
+        for (e, is_update) in all {
+            let mark = frame.len();
+            if proto::encode_entry(&mut frame, e).is_err() {
+                frame.truncate(mark);
+                if !is_update {
+                    self.stats.spans_dropped += 1;
+                }
+                continue;
+            }
+            if (frame.len() > self.cfg.max_batch_bytes || n == u16::MAX) && n > 0 {
+                frame.truncate(mark);
+                proto::finish_batch(&mut frame, n);
+                out.push((nonce, frame, nu, ns));
+                nonce = self.caller.next_nonce();
+                frame = proto::begin_batch(nonce, oneway);
+                (n, nu, ns) = (0, 0, 0);
+                if proto::encode_entry(&mut frame, e).is_err() {
+                    continue;
+                }
+            }
+            n += 1;
+            if is_update {
+                nu += 1;
+            } else {
+                ns += 1;
+            }
+        }
+        if n > 0 {
+            proto::finish_batch(&mut frame, n);
+            out.push((nonce, frame, nu, ns));
+        }
+        out
+    }
+
+    /// Sends everything pending as one-way BATCH frames. Never waits.
+    pub fn flush(&mut self) -> FlushStats {
+        let (entries, spans) = self.drain();
+        let frames = self.frames(true, &entries, &spans);
+        let mut offset = 0;
+        for (_, frame, nu, ns) in frames {
+            let part = entries.get(offset..offset + nu).unwrap_or(&[]);
+            offset += nu;
+            match self.caller.send(&frame) {
+                Ok(()) => {
+                    self.stats.frames += 1;
+                    self.stats.entries += (nu + ns) as u64;
+                }
+                Err(_) => {
+                    self.stats.frames_failed += 1;
+                    self.stats.spans_dropped += ns as u64;
+                    self.restore(part);
+                }
+            }
+        }
+        self.stats()
+    }
+
+    /// Sends everything pending as answered BATCH frames and sums what
+    /// metricsd accepted and refused (for tests and the selftest).
+    pub fn flush_sync(&mut self) -> Result<BatchResult, MetricsError> {
+        let (entries, spans) = self.drain();
+        let frames = self.frames(false, &entries, &spans);
+        let mut total = BatchResult {
+            accepted: 0,
+            rejected: 0,
+            first_reject: Status::Ok,
+        };
+        for (nonce, frame, nu, ns) in frames {
+            match self.caller.call(nonce, &frame, proto::decode_reply)? {
+                Reply::Batch(b) => {
+                    self.stats.frames += 1;
+                    self.stats.entries += (nu + ns) as u64;
+                    total.accepted = total.accepted.saturating_add(b.accepted);
+                    total.rejected = total.rejected.saturating_add(b.rejected);
+                    if total.first_reject == Status::Ok {
+                        total.first_reject = b.first_reject;
+                    }
+                }
+                Reply::Rejected(s) => return Err(MetricsError::Rejected(s)),
+                _ => return Err(MetricsError::BadReply),
+            }
+        }
+        Ok(total)
+    }
+
+    /// Sends a hand-built frame carrying `nonce` and waits for its reply.
+    pub fn call_raw(&mut self, nonce: u64, frame: &[u8]) -> Result<Reply, MetricsError> {
+        Ok(self.caller.call(nonce, frame, proto::decode_reply)?)
+    }
+
+    /// A fresh nonce for [`call_raw`](Self::call_raw).
+    pub fn next_nonce(&mut self) -> u64 {
+        self.caller.next_nonce()
+    }
+
+    fn request(&mut self, build: impl FnOnce(u64) -> Vec<u8>) -> Result<Reply, MetricsError> {
+        let nonce = self.caller.next_nonce();
+        let frame = build(nonce);
+        match self.call_raw(nonce, &frame)? {
+            Reply::Rejected(s) => Err(MetricsError::Rejected(s)),
+            r => Ok(r),
+        }
+    }
+
+    /// metricsd's counters.
+    pub fn server_stats(&mut self) -> Result<MetricsStats, MetricsError> {
+        match self.request(proto::encode_stats)? {
+            Reply::Stats(s) => Ok(s),
+            _ => Err(MetricsError::BadReply),
+        }
+    }
+
+    /// The whole exposition text, page by page (at most `max_pages`).
+    pub fn scrape(&mut self, max_pages: u32) -> Result<String, MetricsError> {
+        let mut text = String::new();
+        let mut cursor = 0;
+        for _ in 0..max_pages {
+            let page: ScrapePage =
+                match self.request(|n| proto::encode_scrape(n, cursor, u32::MAX))? {
+                    Reply::Scrape(p) => p,
+                    _ => return Err(MetricsError::BadReply),
+                };
+            text.push_str(&page.text);
+            if !page.more || page.next <= cursor {
+                break;
+            }
+            cursor = page.next;
+        }
+        Ok(text)
+    }
+
+    /// Rollup segments of `series` in `tier` (1: 10 s, 2: 60 s).
+    pub fn segments(
+        &mut self,
+        series: SeriesId,
+        tier: u8,
+    ) -> Result<Vec<WireSegment>, MetricsError> {
+        match self.request(|n| proto::encode_segments(n, series.0, tier))? {
+            Reply::Segments(v) => Ok(v),
+            _ => Err(MetricsError::BadReply),
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! Newtypes at every boundary. Each is validated when it is built (by the
+//! client) and again when it is decoded (by metricsd); nothing downstream
+//! handles a raw string or integer where one of these belongs.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Longest metric name, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+/// Longest label key, in bytes.
+pub const MAX_LABEL_KEY_LEN: usize = 32;
+/// Longest label value, in bytes.
+pub const MAX_LABEL_VALUE_LEN: usize = 64;
+/// Most labels on one series.
+pub const MAX_LABELS: usize = 8;
+/// Most finite histogram bounds.
+pub const MAX_BUCKETS: usize = 16;
+
+/// Why a value was refused at the boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeError {
+    /// Breaks the grammar (characters, emptiness, ordering).
+    Invalid,
+    /// Longer or more numerous than the bound.
+    TooLong,
+}
+
+impl fmt::Display for TypeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TypeError::Invalid => "invalid",
+            TypeError::TooLong => "too long",
+        })
+    }
+}
+
+fn check_ident(s: &str, max: usize) -> Result<(), TypeError> {
+    if s.len() > max {
+        return Err(TypeError::TooLong);
+    }
+    let mut bytes = s.bytes();
+    match bytes.next() {
+        Some(b'a'..=b'z' | b'_') => {}
+        _ => return Err(TypeError::Invalid),
+    }
+    if bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_')) {
+        Ok(())
+    } else {
+        Err(TypeError::Invalid)
+    }
+}
+
+/// A metric name: `[a-z_][a-z0-9_]*`, at most [`MAX_NAME_LEN`] bytes. A
+/// subset of Prometheus names that is also a valid logd field key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MetricName(String);
+
+impl MetricName {
+    /// Validates `s`.
+    pub fn new(s: &str) -> Result<Self, TypeError> {
+        check_ident(s, MAX_NAME_LEN)?;
+        Ok(Self(String::from(s)))
+    }
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A label key: `[a-z_][a-z0-9_]*`, at most [`MAX_LABEL_KEY_LEN`] bytes,
+/// not starting with `__` (reserved by Prometheus).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LabelKey(String);
+
+impl LabelKey {
+    /// Validates `s`.
+    pub fn new(s: &str) -> Result<Self, TypeError> {
+        check_ident(s, MAX_LABEL_KEY_LEN)?;
+        if s.starts_with("__") {
+            return Err(TypeError::Invalid);
+        }
+        Ok(Self(String::from(s)))
+    }
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A label value: UTF-8 without control characters, at most
+/// [`MAX_LABEL_VALUE_LEN`] bytes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LabelValue(String);
+
+impl LabelValue {
+    /// Validates `s`.
+    pub fn new(s: &str) -> Result<Self, TypeError> {
+        if s.len() > MAX_LABEL_VALUE_LEN {
+            return Err(TypeError::TooLong);
+        }
+        if s.chars().any(char::is_control) {
+            return Err(TypeError::Invalid);
+        }
+        Ok(Self(String::from(s)))
+    }
+    /// The value.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A series' labels: unique keys, sorted, at most [`MAX_LABELS`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Labels(Vec<(LabelKey, LabelValue)>);
+
+impl Labels {
+    /// No labels.
+    pub const fn empty() -> Self {
+        Labels(Vec::new())
+    }
+
+    /// Validates and sorts `pairs`; duplicate keys are invalid.
+    pub fn new(pairs: &[(&str, &str)]) -> Result<Self, TypeError> {
+        if pairs.len() > MAX_LABELS {
+            return Err(TypeError::TooLong);
+        }
+        let mut v = Vec::with_capacity(pairs.len());
+        for (k, val) in pairs {
+            v.push((LabelKey::new(k)?, LabelValue::new(val)?));
+        }
+        v.sort();
+        if v.windows(2).any(|w| matches!(w, [a, b] if a.0 == b.0)) {
+            return Err(TypeError::Invalid);
+        }
+        Ok(Labels(v))
+    }
+
+    /// `(key, value)` pairs in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Number of labels.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Fixed histogram bounds: finite, strictly increasing, 1 to
+/// [`MAX_BUCKETS`] of them. Observations above the last bound land in the
+/// implicit `+Inf` bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Buckets(Vec<u64>);
+
+impl Buckets {
+    /// Validates `bounds`.
+    pub fn new(bounds: &[u64]) -> Result<Self, TypeError> {
+        if bounds.is_empty() {
+            return Err(TypeError::Invalid);
+        }
+        if bounds.len() > MAX_BUCKETS {
+            return Err(TypeError::TooLong);
+        }
+        if bounds.windows(2).any(|w| matches!(w, [a, b] if a >= b)) {
+            return Err(TypeError::Invalid);
+        }
+        Ok(Buckets(Vec::from(bounds)))
+    }
+
+    /// The finite bounds.
+    pub fn bounds(&self) -> &[u64] {
+        &self.0
+    }
+
+    /// Index of the bucket `v` falls in: the first bound `>= v`, or
+    /// `bounds().len()` for `+Inf`.
+    pub fn index(&self, v: u64) -> usize {
+        self.0.partition_point(|b| *b < v)
+    }
+}
+
+/// The kind of a metric family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum MetricKind {
+    /// Monotonic `u64`.
+    Counter = 0,
+    /// `i64`, set or added to.
+    Gauge = 1,
+    /// Fixed-bucket histogram of `u64` observations.
+    Histogram = 2,
+}
+
+impl MetricKind {
+    /// Decodes the wire byte.
+    pub fn from_u8(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(Self::Counter),
+            1 => Some(Self::Gauge),
+            2 => Some(Self::Histogram),
+            _ => None,
+        }
+    }
+    /// The Prometheus type name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Gauge => "gauge",
+            Self::Histogram => "histogram",
+        }
+    }
+}
+
+/// A series, as assigned by metricsd at registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesId(pub u32);
+
+/// A 64-bit span id; zero is invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SpanId(u64);
+
+impl SpanId {
+    /// Refuses zero.
+    pub fn new(v: u64) -> Option<Self> {
+        (v != 0).then_some(Self(v))
+    }
+    /// The raw id.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for SpanId {
+    /// 16 lower-case hex digits (W3C form).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// A 128-bit trace id; zero is invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TraceId(u128);
+
+impl TraceId {
+    /// Refuses zero.
+    pub fn new(v: u128) -> Option<Self> {
+        (v != 0).then_some(Self(v))
+    }
+    /// The raw id.
+    pub fn get(self) -> u128 {
+        self.0
+    }
+}
+
+impl fmt::Display for TraceId {
+    /// 32 lower-case hex digits (W3C form).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// How a span ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum SpanStatus {
+    /// Not set by the code that ended it.
+    Unset = 0,
+    /// Succeeded.
+    Ok = 1,
+    /// Failed.
+    Error = 2,
+}
+
+impl SpanStatus {
+    /// Decodes the wire byte.
+    pub fn from_u8(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(Self::Unset),
+            1 => Some(Self::Ok),
+            2 => Some(Self::Error),
+            _ => None,
+        }
+    }
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unset => "unset",
+            Self::Ok => "ok",
+            Self::Error => "error",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn names_and_labels_are_validated() {
+        assert!(MetricName::new("logd_appends_total").is_ok());
+        assert_eq!(MetricName::new("Upper"), Err(TypeError::Invalid));
+        assert_eq!(MetricName::new("9x"), Err(TypeError::Invalid));
+        assert_eq!(MetricName::new(""), Err(TypeError::Invalid));
+        assert_eq!(MetricName::new(&"a".repeat(65)), Err(TypeError::TooLong));
+        assert_eq!(LabelKey::new("__name"), Err(TypeError::Invalid));
+        assert_eq!(LabelValue::new("a\nb"), Err(TypeError::Invalid));
+        let l = Labels::new(&[("z", "1"), ("a", "2")]).unwrap();
+        assert_eq!(l.iter().collect::<Vec<_>>(), [("a", "2"), ("z", "1")]);
+        assert_eq!(
+            Labels::new(&[("a", "1"), ("a", "2")]),
+            Err(TypeError::Invalid)
+        );
+        assert_eq!(Labels::new(&[("a", ""); 9]), Err(TypeError::TooLong));
+    }
+
+    #[test]
+    fn bucket_boundaries_are_inclusive_upper_bounds() {
+        let b = Buckets::new(&[10, 100, 1000]).unwrap();
+        let cases = [
+            (0, 0),
+            (10, 0),
+            (11, 1),
+            (100, 1),
+            (101, 2),
+            (1000, 2),
+            (1001, 3),
+            (u64::MAX, 3),
+        ];
+        for (v, i) in cases {
+            assert_eq!(b.index(v), i, "value {v}");
+        }
+        assert_eq!(Buckets::new(&[]), Err(TypeError::Invalid));
+        assert_eq!(Buckets::new(&[5, 5]), Err(TypeError::Invalid));
+        assert_eq!(Buckets::new(&[1; 17]), Err(TypeError::TooLong));
+    }
+
+    #[test]
+    fn ids_refuse_zero_and_print_as_w3c_hex() {
+        assert!(SpanId::new(0).is_none() && TraceId::new(0).is_none());
+        assert_eq!(SpanId::new(0xab).unwrap().to_string(), "00000000000000ab");
+        assert_eq!(TraceId::new(1).unwrap().to_string().len(), 32);
+    }
+}
