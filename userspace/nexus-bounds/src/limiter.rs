@@ -43,6 +43,12 @@ impl<K: Ord + Clone> RateLimiter<K> {
     /// Takes one event and `bytes` bytes from `key`'s buckets at `now_ns`,
     /// or nothing if either is short. Returns whether it was admitted.
     pub fn admit(&mut self, now_ns: u64, key: K, bytes: u64) -> bool {
+        self.admit_n(now_ns, key, 1, bytes)
+    }
+
+    /// Like [`admit`](Self::admit) for a request that counts as `events`
+    /// events (e.g. a batch of entries).
+    pub fn admit_n(&mut self, now_ns: u64, key: K, events: u64, bytes: u64) -> bool {
         let cfg = self.cfg;
         let (b, evicted) = self.table.get_or_insert_with(key, || Buckets {
             events: TokenBucket::full(cfg.events, now_ns),
@@ -50,9 +56,9 @@ impl<K: Ord + Clone> RateLimiter<K> {
         });
         b.events.refill(cfg.events, now_ns);
         b.bytes.refill(cfg.bytes, now_ns);
-        let ok = b.events.has(1) && b.bytes.has(bytes);
+        let ok = b.events.has(events) && b.bytes.has(bytes);
         if ok {
-            b.events.take(1);
+            b.events.take(events);
             b.bytes.take(bytes);
         }
         if evicted.is_some() {

@@ -19,6 +19,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
+use core::num::{NonZeroU128, NonZeroU64};
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use nexus_bounds::Clock;
@@ -214,7 +215,7 @@ impl<C: Clock> Shared<C> {
             .wrapping_add(1)
             & 0xffff_ffff;
         let raw = (u64::from(self.sender) << 32) | n.max(1);
-        SpanId::new(raw).unwrap_or(SpanId::new(1).unwrap_or_else(|| unreachable_span()))
+        SpanId::from_nonzero(NonZeroU64::new(raw).unwrap_or(NonZeroU64::MIN))
     }
 
     /// Trace ids: the sender id in the high 64 bits, a per-process counter
@@ -226,17 +227,8 @@ impl<C: Clock> Shared<C> {
             .wrapping_add(1)
             .max(1);
         let raw = (u128::from(self.sender) << 64) | u128::from(n);
-        TraceId::new(raw).unwrap_or_else(|| unreachable_trace())
+        TraceId::from_nonzero(NonZeroU128::new(raw).unwrap_or(NonZeroU128::MIN))
     }
-}
-
-// Both constructors above only see non-zero values (`max(1)`); these exist
-// so that no code path can panic even if that reasoning were wrong.
-fn unreachable_span() -> SpanId {
-    SpanId::new(u64::MAX).unwrap_or_else(unreachable_span)
-}
-fn unreachable_trace() -> TraceId {
-    TraceId::new(u128::MAX).unwrap_or_else(unreachable_trace)
 }
 
 /// A span in progress. Ends when dropped (or at [`SpanGuard::end`]) with

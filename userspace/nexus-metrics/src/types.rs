@@ -5,6 +5,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+use core::num::{NonZeroU128, NonZeroU64};
 
 /// Longest metric name, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
@@ -223,16 +224,20 @@ pub struct SeriesId(pub u32);
 
 /// A 64-bit span id; zero is invalid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SpanId(u64);
+pub struct SpanId(NonZeroU64);
 
 impl SpanId {
     /// Refuses zero.
     pub fn new(v: u64) -> Option<Self> {
-        (v != 0).then_some(Self(v))
+        NonZeroU64::new(v).map(Self)
+    }
+    /// From a value known to be non-zero.
+    pub const fn from_nonzero(v: NonZeroU64) -> Self {
+        Self(v)
     }
     /// The raw id.
     pub fn get(self) -> u64 {
-        self.0
+        self.0.get()
     }
 }
 
@@ -245,16 +250,20 @@ impl fmt::Display for SpanId {
 
 /// A 128-bit trace id; zero is invalid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TraceId(u128);
+pub struct TraceId(NonZeroU128);
 
 impl TraceId {
     /// Refuses zero.
     pub fn new(v: u128) -> Option<Self> {
-        (v != 0).then_some(Self(v))
+        NonZeroU128::new(v).map(Self)
+    }
+    /// From a value known to be non-zero.
+    pub const fn from_nonzero(v: NonZeroU128) -> Self {
+        Self(v)
     }
     /// The raw id.
     pub fn get(self) -> u128 {
-        self.0
+        self.0.get()
     }
 }
 
