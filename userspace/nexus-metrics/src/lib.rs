@@ -20,7 +20,7 @@ pub use client::{
 };
 pub use types::{
     Buckets, LabelKey, LabelValue, Labels, MetricKind, MetricName, SeriesId, SpanId, SpanStatus,
-    TraceId,
+    TraceId, TypeError,
 };
 
 /// Compile-time proof that handles and ids may cross threads.

@@ -1,0 +1,256 @@
+//! metricsd's bounds and policy. Defaults equal
+//! `recipes/observability/metrics.toml` (a test checks that), so the OS
+//! image, which has no TOML parser, carries the same values; the host reads
+//! the file. Every key is explained in `docs/observability/metrics.md`.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use serde::Deserialize;
+
+/// Series caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cardinality {
+    /// Series of one metric of one sender.
+    pub max_series_per_metric: u32,
+    /// Series of one sender, all metrics.
+    pub max_series_per_sender: u32,
+    /// Series in total.
+    pub max_series_global: u32,
+}
+
+/// Per-sender budgets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    /// Entries (updates, span events, registrations) per second, sustained.
+    pub events_per_sec: u32,
+    /// Entries in a burst.
+    pub events_burst: u32,
+    /// Frame bytes per second, sustained.
+    pub bytes_per_sec: u32,
+    /// Frame bytes in a burst.
+    pub bytes_burst: u32,
+    /// Senders tracked; the least recently seen is evicted.
+    pub max_senders: u32,
+}
+
+/// Span table and span fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spans {
+    /// Spans started and not ended, all senders.
+    pub max_live: u32,
+    /// Longest span name.
+    pub max_name_len: u32,
+    /// Most attributes on a span end.
+    pub max_attrs: u32,
+    /// Longest attribute key.
+    pub max_attr_key_len: u32,
+    /// Longest attribute value.
+    pub max_attr_value_len: u32,
+}
+
+/// Batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    /// Entries in one BATCH frame.
+    pub max_entries: u32,
+}
+
+/// Rollups and retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Open (series, window) accumulators.
+    pub max_open_windows: u32,
+    /// How long 10 s segments are kept.
+    pub ttl_10s_secs: u64,
+    /// How long 60 s segments are kept.
+    pub ttl_60s_secs: u64,
+    /// Segments kept in total (oldest 10 s first beyond it).
+    pub max_segments: u32,
+    /// Raw samples of open windows kept for the next compaction of the WAL.
+    pub wal_max_samples: u32,
+}
+
+/// Export to logd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Export {
+    /// Snapshot cadence.
+    pub snapshot_interval_ms: u64,
+    /// Series per snapshot (the rest is counted as skipped).
+    pub max_records_per_snapshot: u32,
+    /// Records waiting to be sent to logd.
+    pub max_outbox: u32,
+}
+
+/// Secret policy.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redact {
+    /// A label or attribute key containing one of these is secret-looking:
+    /// such labels are refused, such attribute values never exported.
+    pub deny_key_substrings: Vec<String>,
+}
+
+/// Everything metricsd is bounded by.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Series caps.
+    pub cardinality: Cardinality,
+    /// Budgets.
+    pub rate: Rate,
+    /// Spans.
+    pub spans: Spans,
+    /// Batches.
+    pub batch: Batch,
+    /// Rollups and retention.
+    pub retention: Retention,
+    /// Export.
+    pub export: Export,
+    /// Secret policy.
+    pub redact: Redact,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            cardinality: Cardinality {
+                max_series_per_metric: 64,
+                max_series_per_sender: 256,
+                max_series_global: 1024,
+            },
+            rate: Rate {
+                events_per_sec: 2000,
+                events_burst: 4000,
+                bytes_per_sec: 262_144,
+                bytes_burst: 524_288,
+                max_senders: 64,
+            },
+            spans: Spans {
+                max_live: 256,
+                max_name_len: 64,
+                max_attrs: 16,
+                max_attr_key_len: 32,
+                max_attr_value_len: 128,
+            },
+            batch: Batch { max_entries: 512 },
+            retention: Retention {
+                max_open_windows: 4096,
+                ttl_10s_secs: 3600,
+                ttl_60s_secs: 86_400,
+                max_segments: 8192,
+                wal_max_samples: 8192,
+            },
+            export: Export {
+                snapshot_interval_ms: 10_000,
+                max_records_per_snapshot: 1024,
+                max_outbox: 4096,
+            },
+            redact: Redact {
+                deny_key_substrings: [
+                    "token",
+                    "password",
+                    "passwd",
+                    "secret",
+                    "key",
+                    "authorization",
+                    "auth",
+                    "cookie",
+                    "credential",
+                    "session",
+                    "private",
+                ]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            },
+        }
+    }
+}
+
+/// A config that cannot work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigError(pub &'static str);
+
+impl Config {
+    /// Checks that every bound is usable.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let nonzero = [
+            (
+                "cardinality.max_series_per_metric",
+                u64::from(self.cardinality.max_series_per_metric),
+            ),
+            (
+                "cardinality.max_series_per_sender",
+                u64::from(self.cardinality.max_series_per_sender),
+            ),
+            (
+                "cardinality.max_series_global",
+                u64::from(self.cardinality.max_series_global),
+            ),
+            ("rate.events_per_sec", u64::from(self.rate.events_per_sec)),
+            ("rate.events_burst", u64::from(self.rate.events_burst)),
+            ("rate.bytes_per_sec", u64::from(self.rate.bytes_per_sec)),
+            ("rate.bytes_burst", u64::from(self.rate.bytes_burst)),
+            ("rate.max_senders", u64::from(self.rate.max_senders)),
+            ("spans.max_live", u64::from(self.spans.max_live)),
+            ("batch.max_entries", u64::from(self.batch.max_entries)),
+            (
+                "retention.max_open_windows",
+                u64::from(self.retention.max_open_windows),
+            ),
+            (
+                "retention.max_segments",
+                u64::from(self.retention.max_segments),
+            ),
+            (
+                "export.snapshot_interval_ms",
+                self.export.snapshot_interval_ms,
+            ),
+            ("export.max_outbox", u64::from(self.export.max_outbox)),
+        ];
+        for (name, v) in nonzero {
+            if v == 0 {
+                return Err(ConfigError(name));
+            }
+        }
+        if self.cardinality.max_series_per_metric > self.cardinality.max_series_per_sender
+            || self.cardinality.max_series_per_sender > self.cardinality.max_series_global
+        {
+            return Err(ConfigError(
+                "cardinality caps must nest: per_metric <= per_sender <= global",
+            ));
+        }
+        if self.batch.max_entries > self.rate.events_burst {
+            return Err(ConfigError("a full batch must fit rate.events_burst"));
+        }
+        if self.spans.max_name_len > 255
+            || self.spans.max_attr_key_len > 255
+            || self.spans.max_attr_value_len > 255
+        {
+            return Err(ConfigError("span strings travel with u8 lengths"));
+        }
+        Ok(())
+    }
+
+    /// True if `key` looks like it names a secret.
+    pub fn is_secret_key(&self, key: &str) -> bool {
+        self.redact
+            .deny_key_substrings
+            .iter()
+            .any(|s| !s.is_empty() && key.contains(s.as_str()))
+    }
+}
+
+/// Parses a metrics recipe (the format of `recipes/observability/metrics.toml`).
+#[cfg(feature = "std")]
+pub fn parse_recipe(text: &str) -> Result<Config, std::string::String> {
+    use std::string::ToString;
+    toml::from_str(text).map_err(|e| e.to_string())
+}

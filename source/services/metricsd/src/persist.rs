@@ -1,0 +1,283 @@
+//! metricsd on the state store: registrations, the WAL of raw samples, and
+//! closed rollup segments, as entries of a `nexus_store::StateStore`.
+//!
+//! ```text
+//! R  tag 'R' | id u32 | owner u32 | kind u8 | name u8-len | nlabels u8
+//!    | (key u8-len, value u8-len)* | nbounds u8 | bound u64*
+//! W  tag 'W' | series u32 | ts_ns u64 | value i64              (21 bytes)
+//! S  a rollup segment, `rollup::Segment::encode`                (46 bytes)
+//! ```
+//!
+//! Every entry is crc32-checked by the store; a torn tail is skipped and
+//! reported at mount. When the store's active half is full, it is
+//! compacted to the live set: every registration, every retained segment,
+//! and the raw samples of windows still open (the newest
+//! `retention.wal_max_samples`; older ones are dropped and counted). Replay
+//! puts registrations back with their ids, segments into retention, and
+//! samples into the rollup, which reopens and recloses their windows: a
+//! re-closed window yields the identical segment, so replay is idempotent.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
+use nexus_ipc::wire::{put_bytes_u8, Reader};
+use nexus_ipc::ServiceId;
+use nexus_metrics::{Buckets, Labels, MetricKind, MetricName};
+use nexus_store::{BlockDevice, MountReport, StateStore, StoreError};
+
+use crate::registry::Registration;
+use crate::rollup::{Segment, Tier, SEGMENT_TAG};
+use crate::server::{Metricsd, Persisted};
+
+const REGISTER_TAG: u8 = b'R';
+const SAMPLE_TAG: u8 = b'W';
+
+/// Encodes one persisted item.
+pub fn encode(p: &Persisted) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48);
+    match p {
+        Persisted::Register(id, r) => {
+            out.push(REGISTER_TAG);
+            out.extend_from_slice(&id.to_le_bytes());
+            out.extend_from_slice(&r.owner.get().to_le_bytes());
+            out.push(r.kind as u8);
+            let _ = put_bytes_u8(&mut out, r.name.as_str().as_bytes());
+            out.push(r.labels.len() as u8);
+            for (k, v) in r.labels.iter() {
+                let _ = put_bytes_u8(&mut out, k.as_bytes());
+                let _ = put_bytes_u8(&mut out, v.as_bytes());
+            }
+            let bounds = r.buckets.as_ref().map_or(&[][..], |b| b.bounds());
+            out.push(bounds.len() as u8);
+            for b in bounds {
+                out.extend_from_slice(&b.to_le_bytes());
+            }
+        }
+        Persisted::Sample {
+            series,
+            ts_ns,
+            value,
+        } => {
+            out.push(SAMPLE_TAG);
+            out.extend_from_slice(&series.to_le_bytes());
+            out.extend_from_slice(&ts_ns.to_le_bytes());
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+        Persisted::Segment(s) => s.encode(&mut out),
+    }
+    out
+}
+
+/// Decodes one entry; `None` for anything malformed. Never panics.
+pub fn decode(bytes: &[u8]) -> Option<Persisted> {
+    match *bytes.first()? {
+        SEGMENT_TAG => Segment::decode(bytes).map(Persisted::Segment),
+        SAMPLE_TAG => {
+            let mut r = Reader::new(bytes.get(1..)?);
+            let p = Persisted::Sample {
+                series: r.u32().ok()?,
+                ts_ns: r.u64().ok()?,
+                value: r.u64().ok()? as i64,
+            };
+            r.finish().ok()?;
+            Some(p)
+        }
+        REGISTER_TAG => {
+            let mut r = Reader::new(bytes.get(1..)?);
+            let id = r.u32().ok()?;
+            let owner = ServiceId::new(r.u32().ok()?);
+            let kind = MetricKind::from_u8(r.u8().ok()?)?;
+            let name = MetricName::new(r.str_u8().ok()?).ok()?;
+            let n = r.u8().ok()?;
+            let mut pairs = Vec::new();
+            for _ in 0..n {
+                pairs.push((r.str_u8().ok()?, r.str_u8().ok()?));
+            }
+            let labels = Labels::new(&pairs).ok()?;
+            let nb = r.u8().ok()?;
+            let mut bounds = Vec::new();
+            for _ in 0..nb {
+                bounds.push(r.u64().ok()?);
+            }
+            r.finish().ok()?;
+            let buckets = if bounds.is_empty() {
+                None
+            } else {
+                Some(Buckets::new(&bounds).ok()?)
+            };
+            Some(Persisted::Register(
+                id,
+                Registration {
+                    owner,
+                    kind,
+                    name,
+                    labels,
+                    buckets,
+                },
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// What opening the store found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replayed {
+    /// The store's report (boot counter, torn tail, …).
+    pub mount: MountReport,
+    /// Registrations restored.
+    pub series: u64,
+    /// Segments restored.
+    pub segments: u64,
+    /// Samples replayed into the rollup.
+    pub samples: u64,
+    /// Entries skipped (undecodable, or refused on replay).
+    pub skipped: u64,
+}
+
+/// Counters of the persistence path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PersistStats {
+    /// Entries appended.
+    pub written: u64,
+    /// Compactions.
+    pub compactions: u64,
+    /// Entries that could not be written.
+    pub failed: u64,
+    /// Raw samples dropped from the compaction set (beyond `wal_max_samples`).
+    pub wal_dropped: u64,
+}
+
+/// metricsd's persistence.
+#[derive(Debug)]
+pub struct MetricsStore<D: BlockDevice> {
+    store: StateStore<D>,
+    recent: VecDeque<(u32, u64, i64)>,
+    max_recent: usize,
+    stats: PersistStats,
+}
+
+impl<D: BlockDevice> MetricsStore<D> {
+    /// Mounts the store on `dev` and replays it into `m`.
+    pub fn open(dev: D, m: &mut Metricsd) -> Result<(Self, Replayed), StoreError<D::Error>> {
+        let (store, mount, entries) = StateStore::mount(dev)?;
+        let mut rep = Replayed {
+            mount,
+            series: 0,
+            segments: 0,
+            samples: 0,
+            skipped: 0,
+        };
+        let mut me = Self {
+            store,
+            recent: VecDeque::new(),
+            max_recent: m.config().retention.wal_max_samples as usize,
+            stats: PersistStats::default(),
+        };
+        for e in &entries {
+            match decode(e) {
+                Some(Persisted::Register(id, r)) if m.replay_register(id, &r) => rep.series += 1,
+                Some(Persisted::Segment(s)) => {
+                    m.replay_segment(s);
+                    rep.segments += 1;
+                }
+                Some(Persisted::Sample {
+                    series,
+                    ts_ns,
+                    value,
+                }) => {
+                    m.replay_sample(series, ts_ns, value);
+                    me.remember(series, ts_ns, value);
+                    rep.samples += 1;
+                }
+                _ => rep.skipped += 1,
+            }
+        }
+        Ok((me, rep))
+    }
+
+    fn remember(&mut self, series: u32, ts_ns: u64, value: i64) {
+        if self.recent.len() >= self.max_recent {
+            self.recent.pop_front();
+            self.stats.wal_dropped += 1;
+        }
+        self.recent.push_back((series, ts_ns, value));
+    }
+
+    /// Appends what `m` produced since the last call; compacts when full.
+    pub fn write(&mut self, m: &mut Metricsd) {
+        for p in m.drain_persisted() {
+            if let Persisted::Sample {
+                series,
+                ts_ns,
+                value,
+            } = p
+            {
+                self.remember(series, ts_ns, value);
+            }
+            match self.store.append(&encode(&p)) {
+                Ok(()) => self.stats.written += 1,
+                Err(StoreError::Full) => self.compact(m),
+                Err(_) => self.stats.failed += 1,
+            }
+        }
+    }
+
+    /// Rewrites the store with the live set of `m`.
+    fn compact(&mut self, m: &Metricsd) {
+        let open_from = self
+            .recent
+            .back()
+            .map_or(0, |(_, ts, _)| Tier::S60.window_start(*ts));
+        self.recent.retain(|(_, ts, _)| *ts >= open_from);
+        let mut live: Vec<Vec<u8>> = Vec::new();
+        for (id, s) in m.registry().iter() {
+            let buckets = m
+                .registry()
+                .family(s.owner, &s.name)
+                .and_then(|f| f.buckets.clone());
+            live.push(encode(&Persisted::Register(
+                id,
+                Registration {
+                    owner: s.owner,
+                    kind: m
+                        .registry()
+                        .family(s.owner, &s.name)
+                        .map_or(MetricKind::Counter, |f| f.kind),
+                    name: s.name.clone(),
+                    labels: s.labels.clone(),
+                    buckets,
+                },
+            )));
+        }
+        for seg in m.retention().iter() {
+            live.push(encode(&Persisted::Segment(*seg)));
+        }
+        for (series, ts_ns, value) in &self.recent {
+            live.push(encode(&Persisted::Sample {
+                series: *series,
+                ts_ns: *ts_ns,
+                value: *value,
+            }));
+        }
+        match self.store.compact(live.iter().map(Vec::as_slice)) {
+            Ok(()) => self.stats.compactions += 1,
+            Err(_) => self.stats.failed += 1,
+        }
+    }
+
+    /// Writes what is buffered.
+    pub fn flush(&mut self) -> Result<(), StoreError<D::Error>> {
+        self.store.flush()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> PersistStats {
+        self.stats
+    }
+
+    /// The device back (tests reopen it to simulate a reboot).
+    pub fn into_device(self) -> D {
+        self.store.into_device()
+    }
+}

@@ -1,0 +1,244 @@
+//! The live span table: spans started and not yet ended, bounded by
+//! `spans.max_live` across all senders. A start beyond the cap is refused
+//! with `over_limit` (the table never evicts a live span silently); an end
+//! closes the span and yields the record exported to logd.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use nexus_ipc::ServiceId;
+use nexus_log::{Fields, FieldsBuilder};
+use nexus_metrics::proto::Status;
+use nexus_metrics::{SpanId, SpanStatus, TraceId};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Live {
+    trace: TraceId,
+    parent: Option<SpanId>,
+    name: String,
+    start_ns: u64,
+}
+
+/// A span that ended: everything the logd record carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedSpan {
+    /// The sender that started and ended it.
+    pub owner: ServiceId,
+    /// Span id.
+    pub span: SpanId,
+    /// Trace id.
+    pub trace: TraceId,
+    /// Parent span, if any.
+    pub parent: Option<SpanId>,
+    /// Name.
+    pub name: String,
+    /// Start, client clock.
+    pub start_ns: u64,
+    /// End, client clock (`>= start_ns`).
+    pub end_ns: u64,
+    /// Status.
+    pub status: SpanStatus,
+    /// Attributes, already validated and redacted.
+    pub attrs: Vec<(String, String)>,
+}
+
+impl EndedSpan {
+    /// Duration in nanoseconds.
+    pub fn duration_ns(&self) -> u64 {
+        self.end_ns - self.start_ns.min(self.end_ns)
+    }
+
+    /// The fields of the span-end record: ids in W3C hex (`trace_id`,
+    /// `span_id`, `parent_id`), timing, status, owner, and `attr.<key>`.
+    pub fn fields(&self) -> Fields {
+        let mut f = FieldsBuilder::new();
+        f.insert_display("trace_id", &self.trace);
+        f.insert_display("span_id", &self.span);
+        if let Some(p) = self.parent {
+            f.insert_display("parent_id", &p);
+        }
+        f.insert_display("start_ns", &self.start_ns);
+        f.insert_display("end_ns", &self.end_ns);
+        f.insert_display("duration_ns", &self.duration_ns());
+        f.insert_display("status", &self.status.as_str());
+        f.insert_display("owner", &self.owner.get());
+        for (k, v) in &self.attrs {
+            f.insert_display(&format!("attr.{k}"), v);
+        }
+        f.build().unwrap_or_default()
+    }
+}
+
+/// The table.
+#[derive(Debug, Clone)]
+pub struct SpanTable {
+    max_live: usize,
+    live: BTreeMap<(ServiceId, SpanId), Live>,
+}
+
+impl SpanTable {
+    /// An empty table holding at most `max_live` spans.
+    pub fn new(max_live: usize) -> Self {
+        Self {
+            max_live,
+            live: BTreeMap::new(),
+        }
+    }
+
+    /// Spans live now.
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    /// True if none is live.
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// Starts a span. Zero ids and a duplicate live span are
+    /// `invalid_args`; a full table is `over_limit`.
+    pub fn start(
+        &mut self,
+        owner: ServiceId,
+        span: u64,
+        trace: u128,
+        parent: u64,
+        start_ns: u64,
+        name: &str,
+    ) -> Result<(), Status> {
+        let (Some(span), Some(trace)) = (SpanId::new(span), TraceId::new(trace)) else {
+            return Err(Status::InvalidArgs);
+        };
+        if self.live.contains_key(&(owner, span)) {
+            return Err(Status::InvalidArgs);
+        }
+        if self.live.len() >= self.max_live {
+            return Err(Status::OverLimit);
+        }
+        self.live.insert(
+            (owner, span),
+            Live {
+                trace,
+                parent: SpanId::new(parent),
+                name: String::from(name),
+                start_ns,
+            },
+        );
+        Ok(())
+    }
+
+    /// Ends a span of `owner`. Unknown span, end before start, or a bad
+    /// status byte: `invalid_args` (the span stays live in the last two
+    /// cases, so a corrected end can still close it).
+    pub fn end(
+        &mut self,
+        owner: ServiceId,
+        span: u64,
+        end_ns: u64,
+        status: u8,
+        attrs: Vec<(String, String)>,
+    ) -> Result<EndedSpan, Status> {
+        let id = SpanId::new(span).ok_or(Status::InvalidArgs)?;
+        let status = SpanStatus::from_u8(status).ok_or(Status::InvalidArgs)?;
+        let live = self.live.get(&(owner, id)).ok_or(Status::InvalidArgs)?;
+        if end_ns < live.start_ns {
+            return Err(Status::InvalidArgs);
+        }
+        let live = self.live.remove(&(owner, id)).ok_or(Status::InvalidArgs)?;
+        Ok(EndedSpan {
+            owner,
+            span: id,
+            trace: live.trace,
+            parent: live.parent,
+            name: live.name,
+            start_ns: live.start_ns,
+            end_ns,
+            status,
+            attrs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_end_pairing_and_record_fields() {
+        let mut t = SpanTable::new(4);
+        let me = ServiceId::new(7);
+        t.start(me, 0x0000_0007_0000_0001, 0xabc, 0, 1_000, "load")
+            .unwrap();
+        t.start(
+            me,
+            0x0000_0007_0000_0002,
+            0xabc,
+            0x0000_0007_0000_0001,
+            1_500,
+            "parse",
+        )
+        .unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            t.end(
+                ServiceId::new(8),
+                0x0000_0007_0000_0002,
+                2_000,
+                1,
+                Vec::new()
+            ),
+            Err(Status::InvalidArgs),
+            "another owner"
+        );
+        assert_eq!(
+            t.end(me, 0x0000_0007_0000_0002, 1_499, 1, Vec::new()),
+            Err(Status::InvalidArgs),
+            "ends before it starts"
+        );
+        let child = t
+            .end(
+                me,
+                0x0000_0007_0000_0002,
+                2_000,
+                1,
+                alloc::vec![(String::from("bytes"), String::from("42"))],
+            )
+            .unwrap();
+        assert_eq!(child.duration_ns(), 500);
+        assert_eq!(
+            child.fields().as_str(),
+            "attr.bytes=42\nduration_ns=500\nend_ns=2000\nowner=7\nparent_id=0000000700000001\nspan_id=0000000700000002\n\
+             start_ns=1500\nstatus=ok\ntrace_id=00000000000000000000000000000abc\n"
+        );
+        assert_eq!(
+            t.end(me, 0x0000_0007_0000_0002, 2_000, 1, Vec::new()),
+            Err(Status::InvalidArgs),
+            "ended twice"
+        );
+        let root = t
+            .end(me, 0x0000_0007_0000_0001, 3_000, 2, Vec::new())
+            .unwrap();
+        assert_eq!(
+            (root.parent, root.status, root.duration_ns()),
+            (None, SpanStatus::Error, 2_000)
+        );
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn zero_ids_and_duplicates_are_refused() {
+        let mut t = SpanTable::new(4);
+        let me = ServiceId::new(1);
+        assert_eq!(t.start(me, 0, 1, 0, 0, "x"), Err(Status::InvalidArgs));
+        assert_eq!(t.start(me, 1, 0, 0, 0, "x"), Err(Status::InvalidArgs));
+        t.start(me, 1, 1, 0, 0, "x").unwrap();
+        assert_eq!(t.start(me, 1, 1, 0, 0, "x"), Err(Status::InvalidArgs));
+        assert_eq!(
+            t.end(me, 1, 0, 9, Vec::new()),
+            Err(Status::InvalidArgs),
+            "bad status"
+        );
+    }
+}
