@@ -6,6 +6,7 @@
 //! * [`rollup`] and [`retention`]: raw → 10 s → 60 s segments, by time, and their TTL.
 //! * [`expo`]: Prometheus text exposition.
 //! * [`server`]: decode → decide → encode, and the periodic tick.
+//! * [`service`]: the I/O step shared by the host server and the OS task.
 //! * [`persist`]: WAL, segments and registrations on the state store.
 //!
 //! The wire contract is `nexus_metrics::proto`, shared with clients.
@@ -23,6 +24,7 @@ pub mod registry;
 pub mod retention;
 pub mod rollup;
 pub mod server;
+pub mod service;
 pub mod spans;
 
 pub use config::Config;

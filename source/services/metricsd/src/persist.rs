@@ -281,3 +281,34 @@ impl<D: BlockDevice> MetricsStore<D> {
         self.store.into_device()
     }
 }
+
+/// Where metricsd's persisted items go. The I/O loops (host and OS) call it
+/// after each batch of frames.
+pub trait Persist {
+    /// Takes what `m` produced since the last call.
+    fn write(&mut self, m: &mut Metricsd);
+    /// Writes what is buffered; false on failure.
+    fn flush(&mut self) -> bool;
+}
+
+/// No persistence: items are dropped (rollups still work in memory).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InMemory;
+
+impl Persist for InMemory {
+    fn write(&mut self, m: &mut Metricsd) {
+        m.drain_persisted();
+    }
+    fn flush(&mut self) -> bool {
+        true
+    }
+}
+
+impl<D: BlockDevice> Persist for MetricsStore<D> {
+    fn write(&mut self, m: &mut Metricsd) {
+        MetricsStore::write(self, m);
+    }
+    fn flush(&mut self) -> bool {
+        MetricsStore::flush(self).is_ok()
+    }
+}

@@ -1,0 +1,250 @@
+//! nexus-metrics against the real metricsd over the host bus.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use metricsd::persist::InMemory;
+use metricsd::service::step;
+use metricsd::{Config, Metricsd};
+use nexus_bounds::{Clock, ManualClock};
+use nexus_ipc::host::HostBus;
+use nexus_ipc::router::RouterConfig;
+use nexus_ipc::Endpoint;
+use nexus_log::{Event, Log};
+use nexus_metrics::{
+    counter, gauge, histogram, span, Metrics, MetricsConfig, MetricsError, SpanStatus,
+};
+
+#[derive(Clone, Default)]
+struct Collect(Arc<Mutex<Vec<Event>>>);
+impl Log for Collect {
+    fn log(&mut self, e: Event) {
+        self.0.lock().unwrap().push(e);
+    }
+}
+
+struct Server {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+fn start(bus: &HostBus, log: Collect) -> Server {
+    let mut ep = bus.endpoint("metricsd").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = Arc::clone(&stop);
+    let thread = std::thread::spawn(move || {
+        let mut m = Metricsd::new(Config::default()).unwrap();
+        let mut log = log;
+        let clock = ManualClock::new(0);
+        while !s2.load(Ordering::Relaxed) {
+            // Block until a frame arrives, then process the queue.
+            if let Some(f) = ep.recv_timeout(1_000_000) {
+                let h = m.handle(clock.now_ns(), f.meta.sender, &f.bytes);
+                if let Some(r) = h.reply {
+                    let _ = ep.send(f.meta.sender, &r);
+                }
+            }
+            step(
+                &mut m,
+                &mut ep,
+                clock.now_ns(),
+                &mut InMemory,
+                &mut log,
+                &mut |_| {},
+            );
+        }
+    });
+    Server {
+        stop,
+        thread: Some(thread),
+    }
+}
+
+#[test]
+fn handles_flush_and_the_scrape_shows_the_values() {
+    let bus = HostBus::new(RouterConfig::default());
+    let _srv = start(&bus, Collect::default());
+    let clock = ManualClock::new(0);
+    let md = bus.lookup("metricsd").unwrap();
+    let mut m = Metrics::new(
+        bus.endpoint("app").unwrap(),
+        md,
+        &clock,
+        MetricsConfig::default(),
+    );
+    let app = m.endpoint().id().get();
+    let reqs = counter!(m, "http_requests_total", "route" => "/a").unwrap();
+    let same = counter!(m, "http_requests_total", "route" => "/a").unwrap();
+    assert_eq!(reqs.series(), same.series(), "resolved once, cached");
+    let depth = gauge!(m, "queue_depth").unwrap();
+    let lat = histogram!(m, "latency_us", [10, 100]).unwrap();
+    for _ in 0..5 {
+        reqs.inc();
+    }
+    same.add(10);
+    depth.set(7);
+    depth.add(-2);
+    for v in [5, 10, 50, 500] {
+        lat.observe(v);
+    }
+    let res = m.flush_sync().unwrap();
+    assert_eq!(
+        (res.accepted, res.rejected),
+        (3, 0),
+        "one entry per changed handle"
+    );
+    assert_eq!(m.flush_sync().unwrap().accepted, 0, "nothing changed since");
+    let text = m.scrape(100).unwrap();
+    for line in [
+        format!("http_requests_total{{owner=\"{app}\",route=\"/a\"}} 15\n"),
+        format!("queue_depth{{owner=\"{app}\"}} 5\n"),
+        format!("latency_us_bucket{{owner=\"{app}\",le=\"10\"}} 2\n"),
+        format!("latency_us_bucket{{owner=\"{app}\",le=\"100\"}} 3\n"),
+        format!("latency_us_bucket{{owner=\"{app}\",le=\"+Inf\"}} 4\n"),
+        format!("latency_us_sum{{owner=\"{app}\"}} 565\n"),
+    ] {
+        assert!(text.contains(&line), "missing {line:?} in\n{text}");
+    }
+    // Refused before sending: a bad name never reaches metricsd.
+    assert!(matches!(
+        counter!(m, "Bad-Name"),
+        Err(MetricsError::Type(_))
+    ));
+    assert!(matches!(
+        histogram!(m, "latency_us", [1, 2]),
+        Err(MetricsError::Conflict)
+    ));
+}
+
+#[test]
+fn span_guards_end_on_drop_with_real_times_and_deterministic_ids() {
+    let bus = HostBus::new(RouterConfig::default());
+    let log = Collect::default();
+    let _srv = start(&bus, log.clone());
+    let clock = ManualClock::new(1_000);
+    let md = bus.lookup("metricsd").unwrap();
+    let mut m = Metrics::new(
+        bus.endpoint("app").unwrap(),
+        md,
+        &clock,
+        MetricsConfig::default(),
+    );
+    let app = u64::from(m.endpoint().id().get());
+    let trace;
+    {
+        let mut root = span!(m, "request");
+        trace = root.trace();
+        clock.advance(200);
+        {
+            let mut child = span!(root => "db");
+            child.attr("rows", 3);
+            child.attr("api_key", "hunter2");
+            clock.advance(300);
+            child.set_status(SpanStatus::Error);
+        }
+        root.set_status(SpanStatus::Ok);
+        clock.advance(500);
+    }
+    assert_eq!(m.flush_sync().unwrap().accepted, 4);
+    // The exports reach the logger after the server's next step.
+    let mut events = Vec::new();
+    for _ in 0..1000 {
+        events = log
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.target == "trace.span")
+            .cloned()
+            .collect();
+        if events.len() == 2 {
+            break;
+        }
+        let _ = m.server_stats();
+    }
+    assert_eq!(events.len(), 2);
+    let f = |e: &Event, k: &str| e.fields.as_ref().unwrap().get(k).map(String::from);
+    let (db, req) = (&events[0], &events[1]);
+    assert_eq!(
+        (db.message.as_str(), req.message.as_str()),
+        ("db", "request")
+    );
+    // Ids: the sender id in the high bits, a counter in the low bits.
+    assert_eq!(f(req, "span_id"), Some(format!("{:016x}", (app << 32) | 1)));
+    assert_eq!(f(db, "span_id"), Some(format!("{:016x}", (app << 32) | 2)));
+    assert_eq!(f(db, "parent_id"), f(req, "span_id"));
+    assert_eq!(f(db, "trace_id"), Some(trace.to_string()));
+    assert_eq!(
+        f(req, "trace_id"),
+        Some(format!("{:032x}", (u128::from(app as u32) << 64) | 1))
+    );
+    assert_eq!(
+        (f(db, "start_ns"), f(db, "end_ns")),
+        (Some("1200".into()), Some("1500".into()))
+    );
+    assert_eq!(f(req, "duration_ns"), Some("1000".into()));
+    assert_eq!(
+        (f(db, "status"), f(req, "status")),
+        (Some("error".into()), Some("ok".into()))
+    );
+    assert_eq!(f(db, "attr.rows"), Some("3".into()));
+    assert_eq!(f(db, "attr.api_key"), Some("[redacted]".into()));
+}
+
+#[test]
+fn a_full_metricsd_queue_delays_updates_instead_of_losing_them() {
+    let bus = HostBus::new(RouterConfig {
+        queue_depth: 1,
+        ..RouterConfig::default()
+    });
+    let mut md_ep = bus.endpoint("metricsd").unwrap();
+    let md = md_ep.id();
+    // Registration needs an answer: serve exactly that request.
+    let reg = std::thread::spawn(move || {
+        let mut m = Metricsd::new(Config::default()).unwrap();
+        let f = md_ep.recv_timeout(5_000_000_000).unwrap();
+        let r = m.handle(0, f.meta.sender, &f.bytes).reply.unwrap();
+        md_ep.send(f.meta.sender, &r).unwrap();
+        (m, md_ep)
+    });
+    let clock = ManualClock::new(0);
+    let mut m = Metrics::new(
+        bus.endpoint("app").unwrap(),
+        md,
+        &clock,
+        MetricsConfig::default(),
+    );
+    let c = counter!(m, "c").unwrap();
+    let (mut server, mut md_ep) = reg.join().unwrap();
+    bus.endpoint("filler")
+        .unwrap()
+        .send(md, b"occupy the only slot")
+        .unwrap();
+    c.add(3);
+    let st = m.flush();
+    assert_eq!((st.frames, st.frames_failed), (0, 1));
+    c.add(4);
+    // Drain the filler; the next flush carries both deltas.
+    md_ep.try_recv().unwrap();
+    let st = m.flush();
+    assert_eq!(st.frames, 1);
+    let f = md_ep.try_recv().unwrap();
+    server.handle(0, f.meta.sender, &f.bytes);
+    assert!(server
+        .exposition()
+        .contains(&format!("c{{owner=\"{}\"}} 7\n", m.endpoint().id().get())));
+}
