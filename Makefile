@@ -15,7 +15,7 @@ RUN_IMG := out/run.img
 run: deps qemu-deps
 	cargo build --release --target $(RISCV_TARGET) -p nexus-kernel
 	@mkdir -p out; [ -f $(RUN_IMG) ] || truncate -s 8M $(RUN_IMG)
-	qemu-system-riscv64 -machine virt -cpu rv64 -smp 1 -m 128M -nographic -bios default -icount shift=1,align=off \
+	qemu-system-riscv64 -machine virt -cpu rv64 -smp 1 -m 128M -nographic -bios default -icount shift=1,align=off,sleep=off \
 		-kernel $(KERNEL) -drive file=$(RUN_IMG),if=none,format=raw,id=hd0 \
 		-device virtio-blk-device,drive=hd0 -global virtio-mmio.force-legacy=false \
 		-monitor none -serial stdio </dev/null

@@ -50,7 +50,7 @@ boot() {
     : > "$log"
     local s0
     s0=$(date +%s.%N)
-    qemu-system-riscv64 -machine virt -cpu rv64 -smp 1 -m 128M -nographic -bios default -icount shift=1,align=off \
+    qemu-system-riscv64 -machine virt -cpu rv64 -smp 1 -m 128M -nographic -bios default -icount shift=1,align=off,sleep=off \
         -kernel "$KERNEL" \
         -drive "file=$img,if=none,format=raw,id=hd0" -device virtio-blk-device,drive=hd0 \
         -global virtio-mmio.force-legacy=false \

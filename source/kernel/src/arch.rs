@@ -99,3 +99,32 @@ pub fn device_tree(addr: usize) -> Option<fdt::Fdt<'static>> {
     // `from_ptr` checks the header magic and reads `totalsize` bytes.
     unsafe { fdt::Fdt::from_ptr(addr as *const u8) }.ok()
 }
+
+/// SBI TIME extension: program the next timer interrupt.
+fn sbi_set_timer(deadline: u64) {
+    // SAFETY: an SBI call (EID "TIME", FID 0) that only programs the timer;
+    // it clobbers a0/a1 as the SBI calling convention says.
+    unsafe {
+        asm!("ecall", in("a7") 0x5449_4D45usize, in("a6") 0usize,
+             inlateout("a0") deadline as usize => _, lateout("a1") _);
+    }
+}
+
+/// Idles until the `time` CSR reaches `deadline`. Interrupts stay globally
+/// disabled (sstatus.SIE = 0): `wfi` still wakes when the enabled timer
+/// interrupt becomes pending, and nothing traps. Under QEMU with
+/// `-icount …,sleep=off`, idle time passes without wall-clock time.
+pub fn wait_until(deadline: u64) {
+    const STIE: usize = 1 << 5;
+    sbi_set_timer(deadline);
+    // SAFETY: enabling the timer interrupt in `sie` only lets `wfi` wake;
+    // with sstatus.SIE clear no trap is taken.
+    unsafe { asm!("csrs sie, {}", in(reg) STIE) };
+    while rdtime() < deadline {
+        // SAFETY: waits for the pending timer interrupt; no side effects.
+        unsafe { asm!("wfi") };
+    }
+    sbi_set_timer(u64::MAX);
+    // SAFETY: as above, disabling again.
+    unsafe { asm!("csrc sie, {}", in(reg) STIE) };
+}

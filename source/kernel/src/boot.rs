@@ -8,7 +8,13 @@ use nexus_ipc::router::RouterConfig;
 use nexus_log::LogdClient;
 use virtio_drivers::transport::DeviceType;
 
+use metricsd::persist::MetricsStore;
+use metricsd::Metricsd;
+use nexus_metrics::{Metrics, MetricsConfig};
+use nexus_store::Region;
+
 use crate::logd_task::LogdTask;
+use crate::metricsd_task::MetricsdTask;
 use crate::runtime::{RdtimeClock, Runtime};
 use crate::virtio::Blk;
 use crate::{arch, console, dtb, heap, kprintln, virtio};
@@ -51,10 +57,15 @@ pub fn kmain(hart: usize, dtb_addr: usize) -> ! {
     for d in &devices {
         kprintln!("runtime: virtio {:?} at {:#x}", d.kind, d.base);
     }
-    let blk = devices
+    // One disk, two regions: logd's journal, then metricsd's state.
+    let mut regions = devices
         .into_iter()
         .find(|d| d.kind == DeviceType::Block)
-        .and_then(|d| Blk::new(d.transport));
+        .and_then(|d| Blk::new(d.transport))
+        .map(|b| Region::split(b, 2).into_iter())
+        .into_iter()
+        .flatten();
+    let (logd_region, metricsd_region) = (regions.next(), regions.next());
 
     let rt = Runtime::new(RouterConfig::default(), RdtimeClock::new(info.timebase_hz));
     let cfg = Config::default();
@@ -76,7 +87,7 @@ pub fn kmain(hart: usize, dtb_addr: usize) -> ! {
         Err(e) => die(&alloc::format!("logd config: {e:?}")),
     };
     let mut boot = 1;
-    let store = match blk {
+    let store = match logd_region {
         Some(dev) => match JournalStore::open(dev, &mut logd) {
             Ok((store, r)) => {
                 boot = r.mount.boot_count;
@@ -105,9 +116,37 @@ pub fn kmain(hart: usize, dtb_addr: usize) -> ! {
 
     let mut main = LogdClient::new(rt.endpoint(main_id), logd_id, REPLY_TIMEOUT_NS);
     let mut flood = LogdClient::new(rt.endpoint(flood_id), logd_id, REPLY_TIMEOUT_NS);
-    let result = selftest_client::run(&mut main, &mut flood, boot, &mut |m| console::line(m));
-    // Let logd finish (and flush) whatever is still queued.
-    while rt.run_services_once() {}
+    let mut result = selftest_client::run(&mut main, &mut flood, boot, &mut |m| console::line(m));
+    rt.settle(1000);
+
+    if result.is_ok() {
+        result = start_metricsd(&rt, logd_id, metricsd_region).and_then(|(md_id, metrics_id)| {
+            let clock = *rt.clock();
+            let cfg = MetricsConfig {
+                timeout_ns: REPLY_TIMEOUT_NS,
+                ..MetricsConfig::default()
+            };
+            let mut m = Metrics::new(rt.endpoint(metrics_id), md_id, clock, cfg);
+            let mut mflood = Metrics::new(rt.endpoint(flood_id), md_id, clock, cfg);
+            let mut settle = |ns: u64| {
+                rt.settle(1000);
+                if ns > 0 {
+                    rt.clock().sleep(ns);
+                }
+                rt.settle(1000);
+            };
+            selftest_client::metrics::run(
+                &mut main,
+                &mut m,
+                &mut mflood,
+                boot,
+                &mut |l| console::line(l),
+                &mut settle,
+            )
+        });
+    }
+    // Let the services finish (and flush) whatever is still queued.
+    rt.settle(10_000);
     match result {
         Ok(()) => {
             console::line("SELFTEST: end");
@@ -118,4 +157,43 @@ pub fn kmain(hart: usize, dtb_addr: usize) -> ! {
             arch::exit(1)
         }
     }
+}
+
+/// Starts metricsd on its disk region (replaying it) and registers the
+/// selftest's metrics endpoint. Prints `metricsd: ready` once it serves.
+fn start_metricsd<D: nexus_store::BlockDevice + 'static>(
+    rt: &Runtime,
+    logd_id: nexus_ipc::ServiceId,
+    region: Option<D>,
+) -> Result<(nexus_ipc::ServiceId, nexus_ipc::ServiceId), selftest_client::Failure> {
+    let fail = |w: &str| selftest_client::Failure(alloc::string::String::from(w));
+    let (Ok(md_id), Ok(metrics_id)) = (rt.register("metricsd"), rt.register("selftest-metrics"))
+    else {
+        return Err(fail("metricsd endpoint registration failed"));
+    };
+    let mut m = Metricsd::new(metricsd::Config::default()).map_err(|_| fail("metricsd config"))?;
+    let store = match region {
+        Some(dev) => match MetricsStore::open(dev, &mut m) {
+            Ok((store, r)) => {
+                kprintln!(
+                    "runtime: metrics store boot {}, {} series, {} segments, {} samples replayed, {} skipped, torn tail: {}",
+                    r.mount.boot_count,
+                    r.series,
+                    r.segments,
+                    r.samples,
+                    r.skipped,
+                    r.mount.torn
+                );
+                Some(store)
+            }
+            Err(e) => {
+                kprintln!("runtime: metrics store unusable: {e:?}");
+                None
+            }
+        },
+        None => None,
+    };
+    rt.add_service(Box::new(MetricsdTask::new(md_id, logd_id, m, store)));
+    console::line("metricsd: ready");
+    Ok((md_id, metrics_id))
 }

@@ -23,6 +23,8 @@ mod heap;
 #[cfg(target_os = "none")]
 mod logd_task;
 #[cfg(target_os = "none")]
+mod metricsd_task;
+#[cfg(target_os = "none")]
 mod runtime;
 #[cfg(target_os = "none")]
 #[allow(unsafe_code)] // virtio-mmio registers and the identity-mapped DMA HAL

@@ -35,6 +35,15 @@ impl RdtimeClock {
     }
 }
 
+impl RdtimeClock {
+    /// Idles for `ns` nanoseconds of guest time.
+    pub fn sleep(&self, ns: u64) {
+        let ticks = u128::from(ns) * u128::from(self.hz) / 1_000_000_000;
+        let ticks = u64::try_from(ticks).unwrap_or(u64::MAX);
+        crate::arch::wait_until(crate::arch::rdtime().saturating_add(ticks));
+    }
+}
+
 impl Clock for RdtimeClock {
     fn now_ns(&self) -> u64 {
         let ns = u128::from(crate::arch::rdtime()) * 1_000_000_000 / u128::from(self.hz);
@@ -88,6 +97,16 @@ impl Runtime {
     /// Adds a service task.
     pub fn add_service(&self, s: Box<dyn Service>) {
         self.services.borrow_mut().push(s);
+    }
+
+    /// Polls services until none has work left (every queued frame
+    /// handled, every export delivered), at most `max_rounds` rounds.
+    pub fn settle(&self, max_rounds: u32) {
+        for _ in 0..max_rounds {
+            if !self.run_services_once() {
+                break;
+            }
+        }
     }
 
     /// Polls every service once. Re-entrant calls (a service waiting,

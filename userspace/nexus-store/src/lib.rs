@@ -25,12 +25,14 @@ extern crate alloc;
 
 mod format;
 mod memdisk;
+mod part;
 mod store;
 
 use core::fmt;
 
 pub use format::{ENTRY_HEADER_LEN, ENTRY_MAGIC, SUPER_MAGIC, VERSION};
 pub use memdisk::{MemDisk, MemDiskError};
+pub use part::{PartError, Region};
 pub use store::StateStore;
 
 /// Size of one device block in bytes.

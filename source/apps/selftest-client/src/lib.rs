@@ -16,6 +16,8 @@
 
 extern crate alloc;
 
+pub mod metrics;
+
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;

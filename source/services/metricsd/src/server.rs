@@ -92,6 +92,7 @@ pub struct Metricsd {
     exports_dropped: u64,
     snapshot_skipped: u64,
     redacted: u64,
+    resume_ns: u64,
 }
 
 fn type_status(e: TypeError) -> Status {
@@ -139,6 +140,7 @@ impl Metricsd {
             exports_dropped: 0,
             snapshot_skipped: 0,
             redacted: 0,
+            resume_ns: 0,
             cfg,
         })
     }
@@ -462,7 +464,16 @@ impl Metricsd {
 
     /// Replays a WAL sample (after a restart); not persisted again.
     pub fn replay_sample(&mut self, series: u32, ts_ns: u64, value: i64) {
+        self.resume_ns = self.resume_ns.max(ts_ns);
         let _ = self.rollup.ingest(series, ts_ns, value);
+    }
+
+    /// The latest time found in the replayed state. A platform whose clock
+    /// restarts at zero on every boot adds this to it, so metricsd's time
+    /// keeps moving forward across reboots and replayed windows are never
+    /// mixed with new samples.
+    pub fn resume_ns(&self) -> u64 {
+        self.resume_ns
     }
 
     /// Replays a registration with its original id.
@@ -472,6 +483,7 @@ impl Metricsd {
 
     /// Replays a persisted segment.
     pub fn replay_segment(&mut self, seg: Segment) {
+        self.resume_ns = self.resume_ns.max(seg.end_ns());
         self.retention.insert(seg);
     }
 

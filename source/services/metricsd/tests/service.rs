@@ -153,7 +153,11 @@ fn rollups_are_by_time_aligned_and_exact() {
     }
     m.tick(200 * SEC);
     let st = stats(&mut m, me);
-    assert_eq!((st.updates, st.segments), (6, 5), "three 10 s and two 60 s segments");
+    assert_eq!(
+        (st.updates, st.segments),
+        (6, 5),
+        "three 10 s and two 60 s segments"
+    );
     let s10 = segments(&mut m, me, id, 1);
     let got: Vec<_> = s10
         .iter()

@@ -1,0 +1,81 @@
+//! metricsd as a runtime task: the service step from `metricsd`, its state
+//! on its region of the disk, exports to logd through the logd sink, and
+//! the console markers.
+
+use metricsd::persist::{InMemory, MetricsStore};
+use metricsd::service::step;
+use metricsd::Metricsd;
+use nexus_bounds::Clock;
+use nexus_ipc::ServiceId;
+use nexus_log::{Level, LogdSink};
+use nexus_metrics::proto::Status;
+use nexus_store::BlockDevice;
+
+use crate::runtime::{Runtime, Service};
+
+/// Rejects that get a console marker, the first time metricsd produces them.
+const MARKED: [Status; 3] = [Status::InvalidArgs, Status::OverLimit, Status::RateLimited];
+
+/// The metricsd task.
+pub struct MetricsdTask<D: BlockDevice> {
+    id: ServiceId,
+    logd: ServiceId,
+    m: Metricsd,
+    store: Option<MetricsStore<D>>,
+    announced: [bool; 3],
+    /// Added to the clock: the time replayed from the store, so metricsd's
+    /// time moves forward across reboots.
+    resume_ns: u64,
+}
+
+impl<D: BlockDevice> MetricsdTask<D> {
+    /// A task serving endpoint `id`, exporting to logd at `logd`.
+    pub fn new(
+        id: ServiceId,
+        logd: ServiceId,
+        m: Metricsd,
+        store: Option<MetricsStore<D>>,
+    ) -> Self {
+        let resume_ns = m.resume_ns();
+        Self {
+            id,
+            logd,
+            m,
+            store,
+            announced: [false; 3],
+            resume_ns,
+        }
+    }
+}
+
+impl<D: BlockDevice> Service for MetricsdTask<D> {
+    fn poll(&mut self, rt: &Runtime) -> bool {
+        let now = self.resume_ns.saturating_add(rt.clock().now_ns());
+        let mut ep = rt.endpoint(self.id);
+        // Exports go to logd from metricsd's own identity, one-way.
+        let mut sink = LogdSink::new(rt.endpoint(self.id), self.logd, Level::Trace);
+        let announced = &mut self.announced;
+        let mut on_reject = |s: Status| {
+            if let Some(i) = MARKED.iter().position(|m| *m == s) {
+                if let (Some(done), Some(st)) = (announced.get_mut(i), MARKED.get(i)) {
+                    if !*done {
+                        *done = true;
+                        crate::kprintln!("metricsd: reject {}", st.as_str());
+                    }
+                }
+            }
+        };
+        let done = match self.store.as_mut() {
+            Some(store) => step(&mut self.m, &mut ep, now, store, &mut sink, &mut on_reject),
+            None => step(
+                &mut self.m,
+                &mut ep,
+                now,
+                &mut InMemory,
+                &mut sink,
+                &mut on_reject,
+            ),
+        };
+        done.frames > 0 || done.exported > 0
+    }
+}
