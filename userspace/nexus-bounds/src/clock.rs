@@ -16,6 +16,18 @@ impl<C: Clock + ?Sized> Clock for &C {
     }
 }
 
+impl<C: Clock + ?Sized> Clock for alloc::rc::Rc<C> {
+    fn now_ns(&self) -> u64 {
+        (**self).now_ns()
+    }
+}
+
+impl<C: Clock + ?Sized> Clock for alloc::sync::Arc<C> {
+    fn now_ns(&self) -> u64 {
+        (**self).now_ns()
+    }
+}
+
 /// A clock that only moves when told to. Shareable between threads.
 #[derive(Debug, Default)]
 pub struct ManualClock {

@@ -29,8 +29,13 @@ pub struct Region<D> {
 impl<D: BlockDevice> Region<D> {
     /// Splits `dev` into `n` equal regions (the remainder is unused).
     pub fn split(dev: D, n: u64) -> alloc::vec::Vec<Region<D>> {
-        let len = dev.block_count() / n.max(1);
-        let dev = Rc::new(RefCell::new(dev));
+        Self::split_shared(Rc::new(RefCell::new(dev)), n)
+    }
+
+    /// Like [`split`](Self::split) for a device the caller keeps a handle
+    /// to (tests keep the disk across simulated reboots).
+    pub fn split_shared(dev: Rc<RefCell<D>>, n: u64) -> alloc::vec::Vec<Region<D>> {
+        let len = dev.borrow().block_count() / n.max(1);
         (0..n)
             .map(|i| Region {
                 dev: Rc::clone(&dev),
