@@ -13,6 +13,10 @@ use metricsd::Metricsd;
 use nexus_metrics::{Metrics, MetricsConfig};
 use nexus_store::Region;
 
+use alloc::rc::Rc;
+use core::cell::Cell;
+use logd::service::LogdService;
+
 use crate::logd_task::LogdTask;
 use crate::metricsd_task::MetricsdTask;
 use crate::runtime::{RdtimeClock, Runtime};
@@ -111,7 +115,12 @@ pub fn kmain(hart: usize, dtb_addr: usize) -> ! {
             None
         }
     };
-    rt.add_service(Box::new(LogdTask::new(logd_id, logd, store)));
+    let metricsd_link = Rc::new(Cell::new(None));
+    rt.add_service(Box::new(LogdTask::new(
+        logd_id,
+        LogdService::new(logd, store),
+        Rc::clone(&metricsd_link),
+    )));
     console::line("logd: ready");
 
     let mut main = LogdClient::new(rt.endpoint(main_id), logd_id, REPLY_TIMEOUT_NS);
@@ -121,6 +130,7 @@ pub fn kmain(hart: usize, dtb_addr: usize) -> ! {
 
     if result.is_ok() {
         result = start_metricsd(&rt, logd_id, metricsd_region).and_then(|(md_id, metrics_id)| {
+            metricsd_link.set(Some(md_id));
             let clock = *rt.clock();
             let cfg = MetricsConfig {
                 timeout_ns: REPLY_TIMEOUT_NS,

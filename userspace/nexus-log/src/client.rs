@@ -87,6 +87,11 @@ impl<E: Endpoint> LogdClient<E> {
         self.caller.unmatched()
     }
 
+    /// The logd endpoint this client talks to.
+    pub fn peer_id(&self) -> ServiceId {
+        self.caller.peer()
+    }
+
     /// The endpoint (its id is the identity logd will see).
     pub fn endpoint(&self) -> &E {
         self.caller.endpoint()

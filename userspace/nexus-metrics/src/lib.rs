@@ -5,6 +5,8 @@
 //! * [`proto`]: the metricsd wire contract, shared with the server.
 //! * [`client`]: [`Metrics`], cached handles with lock-free updates,
 //!   batched one-way flushes, and [`SpanGuard`]s that end on drop.
+//! * [`reporter`]: registration and reporting for services that must
+//!   never wait (logd reports its own counters this way).
 //! * Macros [`counter!`], [`gauge!`], [`histogram!`], [`span!`].
 #![no_std]
 #![forbid(unsafe_code)]
@@ -13,6 +15,7 @@ extern crate alloc;
 
 pub mod client;
 pub mod proto;
+pub mod reporter;
 pub mod types;
 
 pub use client::{

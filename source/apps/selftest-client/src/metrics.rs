@@ -3,7 +3,7 @@
 //! | marker | evidence |
 //! |--------|----------|
 //! | `SELFTEST: metrics security rejects ok` | metricsd answered `invalid_args` (bad name, identity label), `over_limit` (oversized name) and `rate_limited` (a flood of full batches), and its STATS moved by exactly that |
-//! | `SELFTEST: metrics counters ok` | a snapshot record for the counter, queried back from **logd**, carries its labels, owner and value 15 |
+//! | `SELFTEST: metrics counters ok` | a snapshot record for the counter, queried back from **logd**, carries its labels, owner and value 15; and logd's own `logd_appended_total` is in the scrape under logd's identity |
 //! | `SELFTEST: metrics histograms ok` | the histogram's snapshot record in logd has the exact cumulative buckets, sum and count |
 //! | `SELFTEST: tracing spans ok` | both span-end records are in logd with the guards' span ids, the parent link, one trace id, status and the redacted secret attribute |
 //! | `SELFTEST: metrics retention pending` | first boot: 10 s and 60 s segments of a gauge were closed and stored |
@@ -211,6 +211,19 @@ pub fn run<E: Endpoint, C: Clock>(
                 && r.fields.get("kind") == Some("counter")
                 && r.fields.get("label.route") == Some("/boot") => {}
         other => return fail(format!("counter snapshot in logd: {other:?}")),
+    }
+    // Our own services report through the same path: logd's counters are
+    // in the exposition, owned by logd's transport identity.
+    let text = m.scrape(64).map_err(merr("scrape"))?;
+    let logd_owner = format!("logd_appended_total{{owner=\"{}\"}} ", logd.peer_id().get());
+    let appended = text
+        .lines()
+        .find_map(|l| l.strip_prefix(logd_owner.as_str()))
+        .and_then(|v| v.parse::<u64>().ok());
+    if appended.is_none_or(|n| n == 0) {
+        return fail(format!(
+            "logd's own counter missing from the scrape: {appended:?}"
+        ));
     }
     out("SELFTEST: metrics counters ok");
 

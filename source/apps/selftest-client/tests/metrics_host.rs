@@ -13,6 +13,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use logd::persist::JournalStore;
+use logd::service::LogdService;
 use logd::{Config, Logd};
 use metricsd::persist::MetricsStore;
 use metricsd::service::step;
@@ -37,28 +38,17 @@ type MetricsdParts = (
 
 struct Services {
     clock: Rc<ManualClock>,
-    logd: Logd,
+    logd: LogdService<JournalStore<Disk>>,
     logd_ep: HostEndpoint,
-    logd_store: JournalStore<Disk>,
     md: Option<MetricsdParts>,
 }
 
 impl Services {
     fn run_once(&mut self) -> bool {
-        let mut worked = false;
-        while let Some(f) = self.logd_ep.try_recv() {
-            worked = true;
-            let h = self
-                .logd
-                .handle(self.clock.now_ns(), f.meta.sender, &f.bytes);
-            if let Some(id) = h.appended {
-                self.logd_store.on_appended(&self.logd, id);
-            }
-            if let Some(r) = h.reply {
-                let _ = self.logd_ep.send(f.meta.sender, &r);
-            }
-        }
-        self.logd_store.flush().unwrap();
+        let mut worked = self
+            .logd
+            .step(&mut self.logd_ep, self.clock.now_ns(), &mut |_| {})
+            > 0;
         if let Some((m, ep, sink, store, resume)) = self.md.as_mut() {
             let s = step(
                 m,
@@ -132,9 +122,8 @@ fn boot(disk: Rc<RefCell<MemDisk>>) -> (Vec<String>, Result<(), selftest_client:
     let logd_id = logd_ep.id();
     let svc = Rc::new(RefCell::new(Services {
         clock: Rc::clone(&clock),
-        logd,
+        logd: LogdService::new(logd, logd_store),
         logd_ep,
-        logd_store,
         md: None,
     }));
     let pumped = |ep| Pumped {
@@ -161,6 +150,7 @@ fn boot(disk: Rc<RefCell<MemDisk>>) -> (Vec<String>, Result<(), selftest_client:
     let (md_store, _) = MetricsStore::open(md_region, &mut m).unwrap();
     let resume = m.resume_ns();
     svc.borrow_mut().md = Some((m, md_ep, export, md_store, resume));
+    svc.borrow_mut().logd.report_to(md_id);
     let cfg = MetricsConfig::default();
     let mut metrics = Metrics::new(
         pumped(bus.endpoint("selftest-metrics").unwrap()),

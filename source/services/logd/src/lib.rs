@@ -3,6 +3,8 @@
 //! * [`config`]: every bound, mirrored by `recipes/observability/logd.toml`.
 //! * [`journal`]: records bounded by count and bytes, fair retention.
 //! * [`server`]: decode → decide → encode for APPEND / QUERY / STATS.
+//! * [`service`]: the I/O step shared by the OS task and host harnesses,
+//!   with logd's self-reporting to metricsd.
 //! * [`persist`]: the journal on the state store (WAL-style append, compaction, restore).
 //! * `host` (feature `std`): the I/O loop over the in-process bus, and the
 //!   TOML recipe loader.
@@ -21,6 +23,7 @@ pub mod host;
 pub mod journal;
 pub mod persist;
 pub mod server;
+pub mod service;
 
 pub use config::Config;
 pub use server::{Handled, Logd};

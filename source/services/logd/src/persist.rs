@@ -153,3 +153,15 @@ fn encode(r: &Record) -> Vec<u8> {
     encode_record(&mut buf, r);
     buf
 }
+
+/// An optional store: `None` persists nothing (no disk on this machine).
+impl<P: Persist> Persist for Option<P> {
+    fn on_appended(&mut self, logd: &Logd, id: u64) {
+        if let Some(p) = self {
+            p.on_appended(logd, id);
+        }
+    }
+    fn flush(&mut self) -> bool {
+        self.as_mut().is_none_or(Persist::flush)
+    }
+}
