@@ -60,3 +60,4 @@ qemu-test: qemu-deps
 ## Criterion benchmarks (not part of `make test`).
 bench:
 	cargo bench -p logd
+	cargo bench -p metricsd --bench metrics -- --warm-up-time 1 --measurement-time 2
