@@ -174,23 +174,30 @@ impl<D: BlockDevice> MetricsStore<D> {
             max_recent: m.config().retention.wal_max_samples as usize,
             stats: PersistStats::default(),
         };
-        for e in &entries {
-            match decode(e) {
-                Some(Persisted::Register(id, r)) if m.replay_register(id, &r) => rep.series += 1,
-                Some(Persisted::Segment(s)) => {
-                    m.replay_segment(s);
-                    rep.segments += 1;
-                }
-                Some(Persisted::Sample {
-                    series,
-                    ts_ns,
-                    value,
-                }) => {
-                    m.replay_sample(series, ts_ns, value);
-                    me.remember(series, ts_ns, value);
-                    rep.samples += 1;
-                }
-                _ => rep.skipped += 1,
+        // Registrations first, then segments (which tell the rollup which
+        // windows are already closed), then the WAL samples.
+        let decoded: Vec<Option<Persisted>> = entries.iter().map(|e| decode(e)).collect();
+        let mut segments = Vec::new();
+        for p in &decoded {
+            match p {
+                Some(Persisted::Register(id, r)) if m.replay_register(*id, r) => rep.series += 1,
+                Some(Persisted::Register(..)) | None => rep.skipped += 1,
+                Some(Persisted::Segment(s)) => segments.push(*s),
+                Some(Persisted::Sample { .. }) => {}
+            }
+        }
+        rep.segments = segments.len() as u64;
+        m.replay_segments(&segments);
+        for p in &decoded {
+            if let Some(Persisted::Sample {
+                series,
+                ts_ns,
+                value,
+            }) = p
+            {
+                m.replay_sample(*series, *ts_ns, *value);
+                me.remember(*series, *ts_ns, *value);
+                rep.samples += 1;
             }
         }
         Ok((me, rep))

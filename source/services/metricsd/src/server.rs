@@ -470,8 +470,8 @@ impl Metricsd {
 
     /// The latest time found in the replayed state. A platform whose clock
     /// restarts at zero on every boot adds this to it, so metricsd's time
-    /// keeps moving forward across reboots and replayed windows are never
-    /// mixed with new samples.
+    /// keeps moving forward across reboots (new samples may land in the
+    /// last replayed window, which is still open: that is the same window).
     pub fn resume_ns(&self) -> u64 {
         self.resume_ns
     }
@@ -481,10 +481,14 @@ impl Metricsd {
         self.registry.restore(reg, id).is_ok()
     }
 
-    /// Replays a persisted segment.
-    pub fn replay_segment(&mut self, seg: Segment) {
-        self.resume_ns = self.resume_ns.max(seg.end_ns());
-        self.retention.insert(seg);
+    /// Replays the persisted segments: retained again, and the rollup
+    /// resumes after them (see `Rollup::resume`).
+    pub fn replay_segments(&mut self, segs: &[Segment]) {
+        for seg in segs {
+            self.resume_ns = self.resume_ns.max(seg.end_ns());
+            self.retention.insert(*seg);
+        }
+        self.rollup.resume(segs);
     }
 
     /// Periodic work at `now_ns`: closes rollup windows (their segments are
