@@ -7,7 +7,7 @@ use metricsd::service::step;
 use metricsd::Metricsd;
 use nexus_bounds::Clock;
 use nexus_ipc::ServiceId;
-use nexus_log::{Level, LogdSink};
+use nexus_log::{Event, Level, Log, LogdSink};
 use nexus_metrics::proto::Status;
 use nexus_store::BlockDevice;
 
@@ -65,14 +65,27 @@ impl<D: BlockDevice> Service for MetricsdTask<D> {
                 }
             }
         };
+        // A record logd's queue cannot take stays in metricsd's outbox.
+        let mut export = |e: Event| {
+            let before = sink.stats().sent;
+            sink.log(e);
+            sink.stats().sent > before
+        };
         let done = match self.store.as_mut() {
-            Some(store) => step(&mut self.m, &mut ep, now, store, &mut sink, &mut on_reject),
+            Some(store) => step(
+                &mut self.m,
+                &mut ep,
+                now,
+                store,
+                &mut export,
+                &mut on_reject,
+            ),
             None => step(
                 &mut self.m,
                 &mut ep,
                 now,
                 &mut InMemory,
-                &mut sink,
+                &mut export,
                 &mut on_reject,
             ),
         };

@@ -323,6 +323,9 @@ pub struct MetricsConfig {
     pub max_pending_spans: usize,
     /// Largest BATCH frame; a flush sends as many frames as it needs.
     pub max_batch_bytes: usize,
+    /// Most entries per BATCH frame: at most metricsd's `batch.max_entries`
+    /// (a larger one-way batch would be refused whole, unseen).
+    pub max_batch_entries: u16,
     /// Reply timeout for REGISTER and other calls.
     pub timeout_ns: u64,
 }
@@ -332,6 +335,7 @@ impl Default for MetricsConfig {
         Self {
             max_pending_spans: 1024,
             max_batch_bytes: 16 * 1024,
+            max_batch_entries: 512,
             timeout_ns: 2_000_000_000,
         }
     }
@@ -536,7 +540,9 @@ impl<E: Endpoint, C: Clock> Metrics<E, C> {
                         .map(|c| c.swap(0, Ordering::Relaxed))
                         .collect();
                     let sum = h.sum.swap(0, Ordering::Relaxed);
-                    if counts.iter().any(|c| *c > 0) {
+                    // A sum without counts (an observation caught between
+                    // its two atomic adds) is still sent, never dropped.
+                    if counts.iter().any(|c| *c > 0) || sum > 0 {
                         entries.push(Entry::Hist {
                             series: h.series.0,
                             counts,
@@ -636,7 +642,9 @@ impl<E: Endpoint, C: Clock> Metrics<E, C> {
                 }
                 continue;
             }
-            if (frame.len() > self.cfg.max_batch_bytes || n == u16::MAX) && n > 0 {
+            if (frame.len() > self.cfg.max_batch_bytes || n >= self.cfg.max_batch_entries.max(1))
+                && n > 0
+            {
                 frame.truncate(mark);
                 proto::finish_batch(&mut frame, n);
                 out.push((nonce, frame, nu, ns));
@@ -694,8 +702,16 @@ impl<E: Endpoint, C: Clock> Metrics<E, C> {
             rejected: 0,
             first_reject: Status::Ok,
         };
+        let mut offset = 0;
         for (nonce, frame, nu, ns) in frames {
-            match self.caller.call(nonce, &frame, proto::decode_reply)? {
+            let reply = self.caller.call(nonce, &frame, proto::decode_reply);
+            if reply.is_err() {
+                // Not delivered (or unknown): put this frame's and every
+                // later frame's updates back.
+                self.restore(entries.get(offset..).unwrap_or(&[]));
+            }
+            offset += nu;
+            match reply? {
                 Reply::Batch(b) => {
                     self.stats.frames += 1;
                     self.stats.entries += (nu + ns) as u64;

@@ -13,7 +13,7 @@ use alloc::vec::Vec;
 use nexus_ipc::correlate::NonceGen;
 use nexus_ipc::{Endpoint, Frame, ServiceId};
 
-use crate::proto::{self, Entry, Register, Reply};
+use crate::proto::{self, Entry, Register, Reply, Status};
 use crate::types::MetricKind;
 
 /// One metric a service reports.
@@ -28,10 +28,16 @@ pub struct Spec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Unsent,
-    Pending(u64),
+    /// Sent with this nonce, `u32` reports ago.
+    Pending(u64, u32),
     Ready(u32),
+    /// metricsd refused it for good (bad name, cap reached).
     Refused,
 }
+
+/// Reports a registration may stay unanswered before it is sent again (the
+/// reply may have been lost to a full queue).
+pub const RESEND_AFTER_REPORTS: u32 = 5;
 
 /// Registers and reports a fixed set of metrics without blocking.
 #[derive(Debug)]
@@ -72,13 +78,16 @@ impl Reporter {
         let Ok((h, reply)) = proto::decode_reply(&f.bytes) else {
             return false;
         };
-        if let Some(i) = self.pending.remove(&h.nonce) {
-            if let Some(st) = self.state.get_mut(i) {
-                *st = match reply {
-                    Reply::Registered(id) => State::Ready(id),
-                    _ => State::Refused,
-                };
-            }
+        let Some(i) = self.pending.remove(&h.nonce) else {
+            return false; // a reply, but not to us (e.g. a stale nonce)
+        };
+        if let Some(st) = self.state.get_mut(i) {
+            *st = match reply {
+                Reply::Registered(id) => State::Ready(id),
+                // Budget and transient refusals are retried; the rest is final.
+                Reply::Rejected(Status::RateLimited) => State::Unsent,
+                _ => State::Refused,
+            };
         }
         true
     }
@@ -98,6 +107,16 @@ impl Reporter {
     /// Sends registrations still needed, and a BATCH of `values` (one per
     /// spec, in order) for the metrics that have a series. Never waits.
     pub fn report<E: Endpoint>(&mut self, ep: &mut E, values: &[i64]) {
+        for st in self.state.iter_mut() {
+            if let State::Pending(nonce, age) = st {
+                if *age >= RESEND_AFTER_REPORTS {
+                    self.pending.remove(nonce);
+                    *st = State::Unsent;
+                } else {
+                    *age += 1;
+                }
+            }
+        }
         for (i, spec) in self.specs.iter().enumerate() {
             if self.state.get(i) != Some(&State::Unsent) {
                 continue;
@@ -115,7 +134,7 @@ impl Reporter {
             if ep.send(self.metricsd, &frame).is_ok() {
                 self.pending.insert(nonce, i);
                 if let Some(st) = self.state.get_mut(i) {
-                    *st = State::Pending(nonce);
+                    *st = State::Pending(nonce, 0);
                 }
             } else {
                 self.failed += 1;
@@ -252,5 +271,68 @@ mod tests {
                 alloc::vec!["Inc { series: 10, delta: 4 }".to_string()],
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+    use nexus_ipc::router::{Router, RouterConfig};
+    use nexus_ipc::FrameMeta;
+
+    struct Ep<'a>(&'a mut Router, ServiceId);
+    impl Endpoint for Ep<'_> {
+        fn id(&self) -> ServiceId {
+            self.1
+        }
+        fn send(&mut self, to: ServiceId, f: &[u8]) -> Result<(), nexus_ipc::SendError> {
+            self.0.send(self.1, to, f)
+        }
+        fn try_recv(&mut self) -> Option<Frame> {
+            self.0.recv(self.1)
+        }
+        fn recv_timeout(&mut self, _: u64) -> Option<Frame> {
+            self.try_recv()
+        }
+    }
+
+    #[test]
+    fn lost_or_rate_limited_registrations_are_sent_again() {
+        let mut r = Router::new(RouterConfig::default());
+        let svc = r.register("svc").unwrap();
+        let md = r.register("metricsd").unwrap();
+        let mut rep = Reporter::new(
+            md,
+            &[Spec {
+                kind: MetricKind::Gauge,
+                name: "g",
+            }],
+        );
+        rep.report(&mut Ep(&mut r, svc), &[1]);
+        let first = r.recv(md).unwrap();
+        // The reply is "lost": after RESEND_AFTER_REPORTS reports it goes again.
+        for _ in 0..RESEND_AFTER_REPORTS {
+            rep.report(&mut Ep(&mut r, svc), &[1]);
+            assert!(r.recv(md).is_none());
+        }
+        rep.report(&mut Ep(&mut r, svc), &[1]);
+        let second = r.recv(md).unwrap();
+        assert_ne!(first.bytes, second.bytes, "a fresh nonce");
+        // Rate limited: retried at the next report.
+        let (h, _) = proto::decode_request(&second.bytes).unwrap();
+        let limited = proto::encode_reply(&h, &Reply::Rejected(Status::RateLimited));
+        assert!(rep.on_frame(&Frame {
+            meta: FrameMeta { sender: md },
+            bytes: limited
+        }));
+        rep.report(&mut Ep(&mut r, svc), &[1]);
+        let third = r.recv(md).unwrap();
+        let (h, _) = proto::decode_request(&third.bytes).unwrap();
+        let ok = proto::encode_reply(&h, &Reply::Registered(7));
+        assert!(rep.on_frame(&Frame {
+            meta: FrameMeta { sender: md },
+            bytes: ok
+        }));
+        assert!(rep.registered());
     }
 }

@@ -16,7 +16,7 @@ use logd::persist::JournalStore;
 use logd::service::LogdService;
 use logd::{Config, Logd};
 use metricsd::persist::MetricsStore;
-use metricsd::service::step;
+use metricsd::service::{into_log, step};
 use metricsd::Metricsd;
 use nexus_bounds::{Clock, ManualClock};
 use nexus_ipc::host::{HostBus, HostEndpoint};
@@ -55,7 +55,7 @@ impl Services {
                 ep,
                 *resume + self.clock.now_ns(),
                 store,
-                sink,
+                &mut into_log(sink),
                 &mut |_| {},
             );
             worked |= s.frames > 0 || s.exported > 0;

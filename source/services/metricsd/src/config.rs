@@ -42,6 +42,11 @@ pub struct Rate {
 pub struct Spans {
     /// Spans started and not ended, all senders.
     pub max_live: u32,
+    /// Spans started and not ended, one sender.
+    pub max_live_per_sender: u32,
+    /// A span not ended after this long (metricsd's clock) is dropped and
+    /// counted, so a sender that never ends spans cannot hold the table.
+    pub max_age_secs: u64,
     /// Longest span name.
     pub max_name_len: u32,
     /// Most attributes on a span end.
@@ -134,6 +139,8 @@ impl Default for Config {
             },
             spans: Spans {
                 max_live: 256,
+                max_live_per_sender: 64,
+                max_age_secs: 600,
                 max_name_len: 64,
                 max_attrs: 16,
                 max_attr_key_len: 32,
@@ -200,6 +207,11 @@ impl Config {
             ("rate.bytes_burst", u64::from(self.rate.bytes_burst)),
             ("rate.max_senders", u64::from(self.rate.max_senders)),
             ("spans.max_live", u64::from(self.spans.max_live)),
+            (
+                "spans.max_live_per_sender",
+                u64::from(self.spans.max_live_per_sender),
+            ),
+            ("spans.max_age_secs", self.spans.max_age_secs),
             ("batch.max_entries", u64::from(self.batch.max_entries)),
             (
                 "retention.max_open_windows",
@@ -225,6 +237,11 @@ impl Config {
         {
             return Err(ConfigError(
                 "cardinality caps must nest: per_metric <= per_sender <= global",
+            ));
+        }
+        if self.spans.max_live_per_sender > self.spans.max_live {
+            return Err(ConfigError(
+                "spans.max_live_per_sender must not exceed spans.max_live",
             ));
         }
         if self.batch.max_entries > self.rate.events_burst {

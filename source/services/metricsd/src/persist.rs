@@ -212,8 +212,11 @@ impl<D: BlockDevice> MetricsStore<D> {
     }
 
     /// Appends what `m` produced since the last call; compacts when full.
-    pub fn write(&mut self, m: &mut Metricsd) {
-        for p in m.drain_persisted() {
+    /// Returns how many items there were.
+    pub fn write(&mut self, m: &mut Metricsd) -> usize {
+        let items = m.drain_persisted();
+        let n = items.len();
+        for p in items {
             if let Persisted::Sample {
                 series,
                 ts_ns,
@@ -228,6 +231,7 @@ impl<D: BlockDevice> MetricsStore<D> {
                 Err(_) => self.stats.failed += 1,
             }
         }
+        n
     }
 
     /// Rewrites the store with the live set of `m`.
@@ -292,8 +296,8 @@ impl<D: BlockDevice> MetricsStore<D> {
 /// Where metricsd's persisted items go. The I/O loops (host and OS) call it
 /// after each batch of frames.
 pub trait Persist {
-    /// Takes what `m` produced since the last call.
-    fn write(&mut self, m: &mut Metricsd);
+    /// Takes what `m` produced since the last call; returns how many items.
+    fn write(&mut self, m: &mut Metricsd) -> usize;
     /// Writes what is buffered; false on failure.
     fn flush(&mut self) -> bool;
 }
@@ -303,8 +307,8 @@ pub trait Persist {
 pub struct InMemory;
 
 impl Persist for InMemory {
-    fn write(&mut self, m: &mut Metricsd) {
-        m.drain_persisted();
+    fn write(&mut self, m: &mut Metricsd) -> usize {
+        m.drain_persisted().len()
     }
     fn flush(&mut self) -> bool {
         true
@@ -312,8 +316,8 @@ impl Persist for InMemory {
 }
 
 impl<D: BlockDevice> Persist for MetricsStore<D> {
-    fn write(&mut self, m: &mut Metricsd) {
-        MetricsStore::write(self, m);
+    fn write(&mut self, m: &mut Metricsd) -> usize {
+        MetricsStore::write(self, m)
     }
     fn flush(&mut self) -> bool {
         MetricsStore::flush(self).is_ok()

@@ -15,6 +15,7 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use nexus_bounds::LruMap;
 use nexus_ipc::ServiceId;
 use nexus_metrics::proto::Status;
 use nexus_metrics::{Buckets, Labels, MetricKind, MetricName};
@@ -62,9 +63,11 @@ pub struct Family {
     pub buckets: Option<Buckets>,
     /// Labels to series id.
     pub series: BTreeMap<Labels, u32>,
-    /// Registrations refused by a cap.
-    pub overflow: u64,
 }
+
+/// Overflow counters kept per (owner, metric): at most this many, least
+/// recently bumped forgotten first (refused names cannot grow memory).
+pub const MAX_OVERFLOW_SERIES: usize = 256;
 
 /// A registration to apply (from a client, or replayed from the WAL).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +111,7 @@ pub struct Registry {
     per_owner: BTreeMap<ServiceId, u32>,
     next_id: u32,
     overflow_total: u64,
+    overflow: LruMap<(ServiceId, MetricName), u64>,
 }
 
 impl Registry {
@@ -120,6 +124,7 @@ impl Registry {
             per_owner: BTreeMap::new(),
             next_id: 1,
             overflow_total: 0,
+            overflow: LruMap::new(MAX_OVERFLOW_SERIES),
         }
     }
 
@@ -155,9 +160,8 @@ impl Registry {
             || self.series.len() >= self.caps.max_series_global as usize;
         if over {
             self.overflow_total += 1;
-            if let Some(f) = self.families.get_mut(&key) {
-                f.overflow += 1;
-            }
+            let (n, _) = self.overflow.get_or_insert_with(key, || 0);
+            *n += 1;
             return Err(Status::OverLimit);
         }
         let id = match fixed {
@@ -180,7 +184,6 @@ impl Registry {
             kind: r.kind,
             buckets: r.buckets.clone(),
             series: BTreeMap::new(),
-            overflow: 0,
         });
         fam.series.insert(r.labels.clone(), id);
         self.series.insert(
@@ -299,6 +302,11 @@ impl Registry {
         self.series.is_empty()
     }
 
+    /// Refused registrations per (owner, metric), for the overflow series.
+    pub fn overflow(&self) -> impl Iterator<Item = (&(ServiceId, MetricName), &u64)> {
+        self.overflow.iter()
+    }
+
     /// Registrations refused by a cap, in total.
     pub fn overflow_total(&self) -> u64 {
         self.overflow_total
@@ -308,6 +316,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::ToString;
 
     fn caps(m: u32, s: u32, g: u32) -> Cardinality {
         Cardinality {
@@ -437,12 +446,11 @@ mod tests {
             r.register(&reg(1, MetricKind::Counter, "m", &[("k", "c")])),
             Err(Status::OverLimit)
         );
-        assert_eq!(
-            r.family(ServiceId::new(1), &MetricName::new("m").unwrap())
-                .unwrap()
-                .overflow,
-            1
-        );
+        let of: Vec<_> = r
+            .overflow()
+            .map(|((o, n), c)| (o.get(), n.as_str().to_string(), *c))
+            .collect();
+        assert_eq!(of, [(1, "m".to_string(), 1)]);
         r.register(&reg(1, MetricKind::Counter, "n", &[])).unwrap();
         assert_eq!(
             r.register(&reg(1, MetricKind::Counter, "o", &[])),
@@ -457,6 +465,12 @@ mod tests {
         );
         assert_eq!(r.len(), 4);
         assert_eq!(r.overflow_total(), 3);
+        // Every refusal is in a per-(owner, metric) series, new names too.
+        let sum: u64 = r.overflow().map(|(_, c)| *c).sum();
+        assert_eq!(sum, r.overflow_total());
+        // Every refusal is in a per-(owner, metric) series, new names too.
+        let sum: u64 = r.overflow().map(|(_, c)| *c).sum();
+        assert_eq!(sum, r.overflow_total());
         // Existing series are still served at the cap.
         assert!(r
             .register(&reg(1, MetricKind::Counter, "m", &[("k", "a")]))

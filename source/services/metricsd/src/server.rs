@@ -93,6 +93,7 @@ pub struct Metricsd {
     snapshot_skipped: u64,
     redacted: u64,
     resume_ns: u64,
+    scrape_skipped: u64,
 }
 
 fn type_status(e: TypeError) -> Status {
@@ -115,7 +116,10 @@ impl Metricsd {
         cfg.validate()?;
         Ok(Self {
             registry: Registry::new(cfg.cardinality),
-            spans: SpanTable::new(cfg.spans.max_live as usize),
+            spans: SpanTable::new(
+                cfg.spans.max_live as usize,
+                cfg.spans.max_live_per_sender as usize,
+            ),
             limiter: RateLimiter::new(LimiterConfig {
                 events: BucketConfig {
                     rate_per_sec: cfg.rate.events_per_sec,
@@ -141,6 +145,7 @@ impl Metricsd {
             snapshot_skipped: 0,
             redacted: 0,
             resume_ns: 0,
+            scrape_skipped: 0,
             cfg,
         })
     }
@@ -172,9 +177,24 @@ impl Metricsd {
         }
     }
 
-    /// Records waiting for logd, oldest first.
+    /// Records waiting for logd, oldest first (taking them all).
     pub fn drain_exports(&mut self) -> Vec<Export> {
         self.outbox.drain(..).collect()
+    }
+
+    /// The oldest record waiting for logd.
+    pub fn next_export(&mut self) -> Option<Export> {
+        self.outbox.pop_front()
+    }
+
+    /// Puts back a record logd could not take now (it stays first in line).
+    pub fn requeue_export(&mut self, e: Export) {
+        self.outbox.push_front(e);
+    }
+
+    /// Records waiting for logd.
+    pub fn pending_exports(&self) -> usize {
+        self.outbox.len()
     }
 
     /// Entries waiting for the state store, in order.
@@ -399,7 +419,7 @@ impl Metricsd {
                 }
                 return self
                     .spans
-                    .start(sender, *span, *trace, *parent, *start_ns, name);
+                    .start(sender, *span, *trace, *parent, *start_ns, name, now_ns);
             }
             Entry::SpanEnd {
                 span,
@@ -407,11 +427,17 @@ impl Metricsd {
                 status,
                 attrs,
             } => {
-                let attrs = self.attrs(attrs)?;
+                // Refused attributes do not keep the span alive: it ends
+                // without them (and the entry still reports the refusal),
+                // so a bad attribute can never leak a live span.
+                let (attrs, refused) = match self.attrs(attrs) {
+                    Ok(a) => (a, None),
+                    Err(st) => (Vec::new(), Some(st)),
+                };
                 let ended = self.spans.end(sender, *span, *end_ns, *status, attrs)?;
                 self.stats.spans_ended += 1;
                 self.export_span(&ended);
-                return Ok(());
+                return refused.map_or(Ok(()), Err);
             }
         };
         self.stats.updates += 1;
@@ -495,6 +521,10 @@ impl Metricsd {
     /// retained and persisted), expires old segments, and exports a
     /// snapshot if one is due. Returns the segments closed now.
     pub fn tick(&mut self, now_ns: u64) -> Vec<Segment> {
+        self.spans.expire(
+            now_ns,
+            self.cfg.spans.max_age_secs.saturating_mul(1_000_000_000),
+        );
         let closed = self.rollup.advance(now_ns);
         for seg in &closed {
             self.retention.insert(*seg);
@@ -594,7 +624,7 @@ impl Metricsd {
         let mut out = Vec::new();
         // metricsd's own instrumentation.
         let st = self.stats();
-        let own: [(&str, &str, expo::Kind, i64); 7] = [
+        let own: [(&str, &str, expo::Kind, i64); 9] = [
             (
                 "metricsd_series",
                 "Series registered.",
@@ -636,6 +666,18 @@ impl Metricsd {
                 "Secret-looking keys refused or redacted.",
                 expo::Kind::Counter,
                 self.redacted as i64,
+            ),
+            (
+                "metricsd_spans_expired_total",
+                "Spans dropped after spans.max_age_secs without an end.",
+                expo::Kind::Counter,
+                self.spans.expired() as i64,
+            ),
+            (
+                "metricsd_scrape_families_skipped_total",
+                "Families too large for one scrape page, skipped.",
+                expo::Kind::Counter,
+                self.scrape_skipped as i64,
             ),
         ];
         for (name, help, kind, v) in own {
@@ -696,16 +738,11 @@ impl Metricsd {
         for (id, s) in self.registry.iter() {
             by_name.entry(s.name.as_str()).or_default().push((id, s));
         }
-        let mut overflow_labels: Vec<(String, String, u64)> = Vec::new();
-        for ((owner, name), fam) in self.registry.families() {
-            if fam.overflow > 0 {
-                overflow_labels.push((
-                    String::from(name.as_str()),
-                    format!("{}", owner.get()),
-                    fam.overflow,
-                ));
-            }
-        }
+        let overflow_labels: Vec<(String, String, u64)> = self
+            .registry
+            .overflow()
+            .map(|((owner, name), n)| (String::from(name.as_str()), format!("{}", owner.get()), *n))
+            .collect();
         for (name, members) in by_name {
             let Some((_, first)) = members.first() else {
                 continue;
@@ -799,7 +836,7 @@ impl Metricsd {
 
     /// One page of the exposition: whole families from `cursor`, at most
     /// `max_bytes` (and [`MAX_SCRAPE_BYTES`]) of text, at least one family.
-    pub fn scrape(&self, cursor: u32, max_bytes: u32) -> ScrapePage {
+    pub fn scrape(&mut self, cursor: u32, max_bytes: u32) -> ScrapePage {
         let fams = self.exposition_families();
         let budget = (max_bytes as usize).min(MAX_SCRAPE_BYTES);
         let mut text = String::new();
@@ -809,7 +846,9 @@ impl Metricsd {
                 break;
             }
             if f.len() > MAX_SCRAPE_BYTES {
-                // A family larger than a frame is skipped, never cut.
+                // A family larger than a frame is skipped (never cut into
+                // invalid text) and counted.
+                self.scrape_skipped += 1;
                 next += 1;
                 continue;
             }

@@ -24,13 +24,16 @@ pub struct Step {
 }
 
 /// Handles every queued frame at `now_ns`, then ticks, persists and exports.
-/// `on_reject` sees every refusal (frame or entry), e.g. to print markers.
-pub fn step<E: Endpoint, P: Persist, L: Log>(
+/// `export` hands one record to logd and says whether it was taken; a record
+/// not taken (logd's queue full) stays first in metricsd's bounded outbox
+/// for the next step. `on_reject` sees every refusal (frame or entry), e.g.
+/// to print markers.
+pub fn step<E: Endpoint, P: Persist>(
     m: &mut Metricsd,
     ep: &mut E,
     now_ns: u64,
     persist: &mut P,
-    log: &mut L,
+    export: &mut dyn FnMut(Event) -> bool,
     on_reject: &mut dyn FnMut(Status),
 ) -> Step {
     let mut out = Step::default();
@@ -50,19 +53,31 @@ pub fn step<E: Endpoint, P: Persist, L: Log>(
         }
     }
     m.tick(now_ns);
-    persist.write(m);
-    if out.frames > 0 {
+    if persist.write(m) > 0 {
         persist.flush();
     }
-    for e in m.drain_exports() {
-        out.exported += 1;
-        log.log(Event {
+    while let Some(e) = m.next_export() {
+        let event = Event {
             level: e.level,
             target: Cow::Borrowed(e.target),
             key: e.target,
-            message: e.message,
-            fields: Ok(e.fields),
-        });
+            message: e.message.clone(),
+            fields: Ok(e.fields.clone()),
+        };
+        if !export(event) {
+            m.requeue_export(e);
+            break;
+        }
+        out.exported += 1;
     }
     out
+}
+
+/// An export function over any [`Log`] that always takes the record (for
+/// loggers that cannot refuse, e.g. in tests).
+pub fn into_log<L: Log>(log: &mut L) -> impl FnMut(Event) -> bool + '_ {
+    move |e| {
+        log.log(e);
+        true
+    }
 }

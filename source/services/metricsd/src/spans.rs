@@ -19,6 +19,8 @@ struct Live {
     parent: Option<SpanId>,
     name: String,
     start_ns: u64,
+    /// metricsd's clock when the start arrived (for expiry).
+    seen_ns: u64,
 }
 
 /// A span that ended: everything the logd record carries.
@@ -75,16 +77,54 @@ impl EndedSpan {
 #[derive(Debug, Clone)]
 pub struct SpanTable {
     max_live: usize,
+    max_per_owner: usize,
     live: BTreeMap<(ServiceId, SpanId), Live>,
+    per_owner: BTreeMap<ServiceId, usize>,
+    expired: u64,
 }
 
 impl SpanTable {
-    /// An empty table holding at most `max_live` spans.
-    pub fn new(max_live: usize) -> Self {
+    /// An empty table holding at most `max_live` spans, at most
+    /// `max_per_owner` of one sender.
+    pub fn new(max_live: usize, max_per_owner: usize) -> Self {
         Self {
             max_live,
+            max_per_owner,
             live: BTreeMap::new(),
+            per_owner: BTreeMap::new(),
+            expired: 0,
         }
+    }
+
+    /// Spans dropped by [`expire`](Self::expire) since creation.
+    pub fn expired(&self) -> u64 {
+        self.expired
+    }
+
+    /// Drops spans started (as seen by metricsd) before `now_ns - max_age_ns`.
+    pub fn expire(&mut self, now_ns: u64, max_age_ns: u64) {
+        let cutoff = now_ns.saturating_sub(max_age_ns);
+        let old: Vec<(ServiceId, SpanId)> = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.seen_ns < cutoff)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in old {
+            self.remove(k);
+            self.expired += 1;
+        }
+    }
+
+    fn remove(&mut self, key: (ServiceId, SpanId)) -> Option<Live> {
+        let live = self.live.remove(&key)?;
+        if let Some(n) = self.per_owner.get_mut(&key.0) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_owner.remove(&key.0);
+            }
+        }
+        Some(live)
     }
 
     /// Spans live now.
@@ -97,8 +137,10 @@ impl SpanTable {
         self.live.is_empty()
     }
 
-    /// Starts a span. Zero ids and a duplicate live span are
-    /// `invalid_args`; a full table is `over_limit`.
+    /// Starts a span (`seen_ns`: metricsd's clock). Zero ids and a
+    /// duplicate live span are `invalid_args`; a full table, or a sender at
+    /// its own cap, is `over_limit`.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         &mut self,
         owner: ServiceId,
@@ -107,6 +149,7 @@ impl SpanTable {
         parent: u64,
         start_ns: u64,
         name: &str,
+        seen_ns: u64,
     ) -> Result<(), Status> {
         let (Some(span), Some(trace)) = (SpanId::new(span), TraceId::new(trace)) else {
             return Err(Status::InvalidArgs);
@@ -114,9 +157,11 @@ impl SpanTable {
         if self.live.contains_key(&(owner, span)) {
             return Err(Status::InvalidArgs);
         }
-        if self.live.len() >= self.max_live {
+        let mine = self.per_owner.get(&owner).copied().unwrap_or(0);
+        if self.live.len() >= self.max_live || mine >= self.max_per_owner {
             return Err(Status::OverLimit);
         }
+        *self.per_owner.entry(owner).or_insert(0) += 1;
         self.live.insert(
             (owner, span),
             Live {
@@ -124,6 +169,7 @@ impl SpanTable {
                 parent: SpanId::new(parent),
                 name: String::from(name),
                 start_ns,
+                seen_ns,
             },
         );
         Ok(())
@@ -146,7 +192,7 @@ impl SpanTable {
         if end_ns < live.start_ns {
             return Err(Status::InvalidArgs);
         }
-        let live = self.live.remove(&(owner, id)).ok_or(Status::InvalidArgs)?;
+        let live = self.remove((owner, id)).ok_or(Status::InvalidArgs)?;
         Ok(EndedSpan {
             owner,
             span: id,
@@ -167,9 +213,9 @@ mod tests {
 
     #[test]
     fn start_end_pairing_and_record_fields() {
-        let mut t = SpanTable::new(4);
+        let mut t = SpanTable::new(4, 4);
         let me = ServiceId::new(7);
-        t.start(me, 0x0000_0007_0000_0001, 0xabc, 0, 1_000, "load")
+        t.start(me, 0x0000_0007_0000_0001, 0xabc, 0, 1_000, "load", 0)
             .unwrap();
         t.start(
             me,
@@ -178,6 +224,7 @@ mod tests {
             0x0000_0007_0000_0001,
             1_500,
             "parse",
+            0,
         )
         .unwrap();
         assert_eq!(t.len(), 2);
@@ -229,12 +276,12 @@ mod tests {
 
     #[test]
     fn zero_ids_and_duplicates_are_refused() {
-        let mut t = SpanTable::new(4);
+        let mut t = SpanTable::new(4, 4);
         let me = ServiceId::new(1);
-        assert_eq!(t.start(me, 0, 1, 0, 0, "x"), Err(Status::InvalidArgs));
-        assert_eq!(t.start(me, 1, 0, 0, 0, "x"), Err(Status::InvalidArgs));
-        t.start(me, 1, 1, 0, 0, "x").unwrap();
-        assert_eq!(t.start(me, 1, 1, 0, 0, "x"), Err(Status::InvalidArgs));
+        assert_eq!(t.start(me, 0, 1, 0, 0, "x", 0), Err(Status::InvalidArgs));
+        assert_eq!(t.start(me, 1, 0, 0, 0, "x", 0), Err(Status::InvalidArgs));
+        t.start(me, 1, 1, 0, 0, "x", 0).unwrap();
+        assert_eq!(t.start(me, 1, 1, 0, 0, "x", 0), Err(Status::InvalidArgs));
         assert_eq!(
             t.end(me, 1, 0, 9, Vec::new()),
             Err(Status::InvalidArgs),

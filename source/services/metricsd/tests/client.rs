@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use metricsd::persist::InMemory;
-use metricsd::service::step;
+use metricsd::service::{into_log, step};
 use metricsd::{Config, Metricsd};
 use nexus_bounds::{Clock, ManualClock};
 use nexus_ipc::host::HostBus;
@@ -63,7 +63,7 @@ fn start(bus: &HostBus, log: Collect) -> Server {
                 &mut ep,
                 clock.now_ns(),
                 &mut InMemory,
-                &mut log,
+                &mut into_log(&mut log),
                 &mut |_| {},
             );
         }
@@ -247,4 +247,35 @@ fn a_full_metricsd_queue_delays_updates_instead_of_losing_them() {
     assert!(server
         .exposition()
         .contains(&format!("c{{owner=\"{}\"}} 7\n", m.endpoint().id().get())));
+}
+
+#[test]
+fn flushes_split_at_the_batch_entry_limit() {
+    let bus = HostBus::new(RouterConfig::default());
+    let _srv = start(&bus, Collect::default());
+    let clock = ManualClock::new(0);
+    let md = bus.lookup("metricsd").unwrap();
+    let cfg = MetricsConfig {
+        max_batch_entries: 100,
+        ..MetricsConfig::default()
+    };
+    let mut m = Metrics::new(bus.endpoint("app").unwrap(), md, &clock, cfg);
+    // 250 series (under the per-sender cap of 256): 25 metrics x 10 labels.
+    let handles: Vec<_> = (0..250)
+        .map(|i| {
+            m.counter(&format!("c{}", i % 25), &[("i", &format!("{i}"))])
+                .unwrap()
+        })
+        .collect();
+    for h in &handles {
+        h.inc();
+    }
+    let res = m.flush_sync().unwrap();
+    assert_eq!((res.accepted, res.rejected), (250, 0));
+    assert_eq!(m.stats().frames, 3, "100 + 100 + 50 entries");
+    // The default matches metricsd's batch.max_entries.
+    assert_eq!(
+        u32::from(MetricsConfig::default().max_batch_entries),
+        Config::default().batch.max_entries
+    );
 }

@@ -71,9 +71,20 @@ fn test_reject_oversized_metric_fields() {
         attrs,
     };
     assert_eq!(one_reject(batch(&mut m, 0, me, &[end])), Status::OverLimit);
+    // The refused end still ended the span (a bad attribute never leaks a
+    // live span): start another for the next check.
+    assert_eq!(stats(&mut m, me).live_spans, 0);
+    let again = Entry::SpanStart {
+        span: 2,
+        trace: 1,
+        parent: 0,
+        start_ns: 0,
+        name: "op",
+    };
+    assert_eq!(batch(&mut m, 0, me, &[again]).unwrap().accepted, 1);
     let big = "x".repeat(129);
     let end = Entry::SpanEnd {
-        span: 1,
+        span: 2,
         end_ns: 1,
         status: 1,
         attrs: vec![("a", &big)],
@@ -149,6 +160,7 @@ fn test_reject_series_cap_exceeded() {
 fn test_reject_live_span_cap_exceeded() {
     let mut cfg = unlimited(Config::default());
     cfg.spans.max_live = 2;
+    cfg.spans.max_live_per_sender = 2;
     let mut m = md(cfg);
     let me = sid(1);
     let start = |span| Entry::SpanStart {
