@@ -354,6 +354,30 @@ pub struct FlushStats {
     pub spans_dropped: u64,
 }
 
+/// FNV-1a over kind, name and the labels sorted by key (no allocation:
+/// at most `MAX_LABELS` labels, else `None`). Collisions are resolved by
+/// comparing the full key.
+fn fingerprint(kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
+    let mut sorted: [(&str, &str); crate::types::MAX_LABELS] = [("", ""); crate::types::MAX_LABELS];
+    let sorted = sorted.get_mut(..labels.len())?;
+    sorted.copy_from_slice(labels);
+    sorted.sort_unstable();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes.iter().chain(&[0xff]) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    eat(&[kind as u8]);
+    eat(name.as_bytes());
+    for (k, v) in sorted.iter() {
+        eat(k.as_bytes());
+        eat(v.as_bytes());
+    }
+    Some(h)
+}
+
 #[derive(Debug, Clone)]
 enum Cell {
     Counter(Arc<CounterCell>),
@@ -370,6 +394,9 @@ pub struct Metrics<E, C: Clock> {
     cfg: MetricsConfig,
     shared: Arc<Shared<C>>,
     cells: BTreeMap<Key, Cell>,
+    /// The same cells by a fingerprint of the borrowed key, so a lookup of
+    /// an already resolved handle allocates nothing.
+    fast: BTreeMap<u64, Vec<(Key, Cell)>>,
     stats: FlushStats,
 }
 
@@ -391,6 +418,7 @@ impl<E: Endpoint, C: Clock> Metrics<E, C> {
             }),
             cfg,
             cells: BTreeMap::new(),
+            fast: BTreeMap::new(),
             stats: FlushStats::default(),
         }
     }
@@ -436,38 +464,68 @@ impl<E: Endpoint, C: Clock> Metrics<E, C> {
         Ok((kind, MetricName::new(name)?, Labels::new(labels)?))
     }
 
+    /// The cell of an already resolved `kind name{labels}`, without
+    /// allocating (labels in any order).
+    fn lookup(&self, kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> Option<&Cell> {
+        let fp = fingerprint(kind, name, labels)?;
+        self.fast
+            .get(&fp)?
+            .iter()
+            .find(|(k, _)| {
+                k.0 == kind
+                    && k.1.as_str() == name
+                    && k.2.len() == labels.len()
+                    && k.2.iter().all(|kv| labels.contains(&kv))
+                    && labels
+                        .iter()
+                        .all(|(lk, lv)| k.2.iter().any(|(kk, kv)| kk == *lk && kv == *lv))
+            })
+            .map(|(_, c)| c)
+    }
+
+    fn remember(&mut self, key: Key, cell: Cell) {
+        let labels: Vec<(&str, &str)> = key.2.iter().collect();
+        if let Some(fp) = fingerprint(key.0, key.1.as_str(), &labels) {
+            self.fast
+                .entry(fp)
+                .or_default()
+                .push((key.clone(), cell.clone()));
+        }
+        self.cells.insert(key, cell);
+    }
+
     /// The counter `name{labels}`, registered on first use.
     pub fn counter(
         &mut self,
         name: &str,
         labels: &[(&str, &str)],
     ) -> Result<Counter, MetricsError> {
-        let key = Self::key(MetricKind::Counter, name, labels)?;
-        if let Some(Cell::Counter(c)) = self.cells.get(&key) {
+        if let Some(Cell::Counter(c)) = self.lookup(MetricKind::Counter, name, labels) {
             return Ok(Counter(Arc::clone(c)));
         }
+        let key = Self::key(MetricKind::Counter, name, labels)?;
         let series = self.register(MetricKind::Counter, name, &key.2, &[])?;
         let cell = Arc::new(CounterCell {
             series,
             pending: AtomicU64::new(0),
         });
-        self.cells.insert(key, Cell::Counter(Arc::clone(&cell)));
+        self.remember(key, Cell::Counter(Arc::clone(&cell)));
         Ok(Counter(cell))
     }
 
     /// The gauge `name{labels}`, registered on first use.
     pub fn gauge(&mut self, name: &str, labels: &[(&str, &str)]) -> Result<Gauge, MetricsError> {
-        let key = Self::key(MetricKind::Gauge, name, labels)?;
-        if let Some(Cell::Gauge(c)) = self.cells.get(&key) {
+        if let Some(Cell::Gauge(c)) = self.lookup(MetricKind::Gauge, name, labels) {
             return Ok(Gauge(Arc::clone(c)));
         }
+        let key = Self::key(MetricKind::Gauge, name, labels)?;
         let series = self.register(MetricKind::Gauge, name, &key.2, &[])?;
         let cell = Arc::new(GaugeCell {
             series,
             value: AtomicI64::new(0),
             dirty: AtomicBool::new(false),
         });
-        self.cells.insert(key, Cell::Gauge(Arc::clone(&cell)));
+        self.remember(key, Cell::Gauge(Arc::clone(&cell)));
         Ok(Gauge(cell))
     }
 
@@ -478,6 +536,11 @@ impl<E: Endpoint, C: Clock> Metrics<E, C> {
         labels: &[(&str, &str)],
         bounds: &[u64],
     ) -> Result<Histogram, MetricsError> {
+        if let Some(Cell::Hist(c)) = self.lookup(MetricKind::Histogram, name, labels) {
+            if c.buckets.bounds() == bounds {
+                return Ok(Histogram(Arc::clone(c)));
+            }
+        }
         let key = Self::key(MetricKind::Histogram, name, labels)?;
         let buckets = Buckets::new(bounds)?;
         if let Some(Cell::Hist(c)) = self.cells.get(&key) {
@@ -497,7 +560,7 @@ impl<E: Endpoint, C: Clock> Metrics<E, C> {
             counts,
             sum: AtomicU64::new(0),
         });
-        self.cells.insert(key, Cell::Hist(Arc::clone(&cell)));
+        self.remember(key, Cell::Hist(Arc::clone(&cell)));
         Ok(Histogram(cell))
     }
 

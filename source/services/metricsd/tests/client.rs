@@ -90,6 +90,19 @@ fn handles_flush_and_the_scrape_shows_the_values() {
     let reqs = counter!(m, "http_requests_total", "route" => "/a").unwrap();
     let same = counter!(m, "http_requests_total", "route" => "/a").unwrap();
     assert_eq!(reqs.series(), same.series(), "resolved once, cached");
+    let two = m.counter("two_labels", &[("a", "1"), ("b", "2")]).unwrap();
+    let swapped = m.counter("two_labels", &[("b", "2"), ("a", "1")]).unwrap();
+    let other = m.counter("two_labels", &[("a", "2"), ("b", "1")]).unwrap();
+    assert_eq!(
+        two.series(),
+        swapped.series(),
+        "label order does not matter"
+    );
+    assert_ne!(two.series(), other.series());
+    assert!(
+        m.counter("two_labels", &[("a", "1"), ("a", "1")]).is_err(),
+        "duplicate keys never match a cached key"
+    );
     let depth = gauge!(m, "queue_depth").unwrap();
     let lat = histogram!(m, "latency_us", [10, 100]).unwrap();
     for _ in 0..5 {
