@@ -1,9 +1,11 @@
-//! `kmain`: bring the runtime up, start logd, run the selftest, exit.
+//! `kmain`: bring the runtime up, start logd, run the selftest, exit —
+//! or, booted with `nexus.role=a|b`, run the two-node pair test instead.
 
 use alloc::boxed::Box;
 
 use logd::persist::JournalStore;
 use logd::{Config, Logd};
+use nexus_bounds::Clock;
 use nexus_ipc::router::RouterConfig;
 use nexus_log::LogdClient;
 use virtio_drivers::transport::DeviceType;
@@ -17,11 +19,13 @@ use alloc::rc::Rc;
 use core::cell::Cell;
 use logd::service::LogdService;
 
+use crate::bootargs::{BadArg, Ipv4Display, MacDisplay, NetArgs};
 use crate::logd_task::LogdTask;
 use crate::metricsd_task::MetricsdTask;
+use crate::net::Net;
 use crate::runtime::{RdtimeClock, Runtime};
-use crate::virtio::Blk;
-use crate::{arch, console, dtb, heap, kprintln, virtio};
+use crate::virtio::{Blk, Probed};
+use crate::{arch, bootargs, console, dtb, heap, kprintln, pair, virtio};
 
 /// How long a client waits for a reply before giving up.
 const REPLY_TIMEOUT_NS: u64 = 2_000_000_000;
@@ -61,6 +65,37 @@ pub fn kmain(hart: usize, dtb_addr: usize) -> ! {
     for d in &devices {
         kprintln!("runtime: virtio {:?} at {:#x}", d.kind, d.base);
     }
+    let net_args = match bootargs::net_args(&info.bootargs) {
+        Ok(a) => a,
+        Err(BadArg(key)) => {
+            kprintln!("SELFTEST: FAIL malformed boot argument {key}");
+            arch::exit(1)
+        }
+    };
+    let (nics, devices): (alloc::vec::Vec<_>, alloc::vec::Vec<_>) = devices
+        .into_iter()
+        .partition(|d| d.kind == DeviceType::Network);
+
+    let rt = Runtime::new(RouterConfig::default(), RdtimeClock::new(info.timebase_hz));
+    let net = start_net(&rt, &net_args, nics.into_iter().next());
+    if let Some(role) = net_args.role {
+        let result = match &net {
+            Some(net) => pair::run(&rt, net, role, net_args.peer),
+            None => Err(alloc::string::String::from(
+                "pair test needs a virtio-net device and nexus.ip",
+            )),
+        };
+        match result {
+            Ok(()) => {
+                console::line("SELFTEST: end");
+                arch::exit(0)
+            }
+            Err(e) => {
+                kprintln!("SELFTEST: FAIL pair {}: {e}", role.as_str());
+                arch::exit(1)
+            }
+        }
+    }
     // One disk, two regions: logd's journal, then metricsd's state.
     let mut regions = devices
         .into_iter()
@@ -71,7 +106,6 @@ pub fn kmain(hart: usize, dtb_addr: usize) -> ! {
         .flatten();
     let (logd_region, metricsd_region) = (regions.next(), regions.next());
 
-    let rt = Runtime::new(RouterConfig::default(), RdtimeClock::new(info.timebase_hz));
     let cfg = Config::default();
     let (Ok(logd_id), Ok(main_id), Ok(flood_id)) = (
         rt.register("logd"),
@@ -167,6 +201,46 @@ pub fn kmain(hart: usize, dtb_addr: usize) -> ! {
             arch::exit(1)
         }
     }
+}
+
+/// Brings the network up when the boot arguments give an address and a
+/// virtio-net device is present: the stack becomes a service and
+/// `net: ready <ip>` is printed. Otherwise the runtime runs without it.
+fn start_net(rt: &Runtime, args: &NetArgs, nic: Option<Probed>) -> Option<Net> {
+    let Some(ip) = args.ip else {
+        if nic.is_some() {
+            kprintln!("runtime: virtio-net present but no nexus.ip: network off");
+        }
+        return None;
+    };
+    let Some(nic) = nic else {
+        kprintln!("runtime: no virtio-net device: network off");
+        return None;
+    };
+    let Some(dev) = virtio::net_device(nic.transport) else {
+        kprintln!(
+            "runtime: virtio-net at {:#x} failed to initialise: network off",
+            nic.base
+        );
+        return None;
+    };
+    let net = Net::new(dev, ip, args.mac, rt.clock().now_ns());
+    if net.mac() != net.device_mac() {
+        kprintln!(
+            "runtime: nexus.mac {} differs from the device's {}",
+            MacDisplay(net.mac()),
+            MacDisplay(net.device_mac())
+        );
+    }
+    kprintln!(
+        "runtime: net {}/{} mac {}",
+        Ipv4Display(net.ip()),
+        crate::net::PREFIX_LEN,
+        MacDisplay(net.mac())
+    );
+    rt.add_service(Box::new(net.service()));
+    console::line(&alloc::format!("net: ready {}", Ipv4Display(net.ip())));
+    Some(net)
 }
 
 /// Starts metricsd on its disk region (replaying it) and registers the

@@ -2,9 +2,9 @@
 //!
 //! Not a general OS: it gives the services exactly what they need, behind
 //! the same traits the host backend implements — a console, a monotonic
-//! clock, a heap, an IPC router that stamps sender ids, and a virtio-blk
-//! block device for the state store. Unsafe code lives in `arch`,
-//! `console`, `heap` and `virtio` only.
+//! clock, a heap, an IPC router that stamps sender ids, a virtio-blk
+//! block device for the state store, and TCP/IP over virtio-net (`net`).
+//! Unsafe code lives in `arch`, `console`, `heap` and `virtio` only.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -12,6 +12,9 @@
 mod arch;
 #[cfg(target_os = "none")]
 mod boot;
+// Pure parsing, built and unit-tested on the host too.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod bootargs;
 #[cfg(target_os = "none")]
 #[allow(unsafe_code)] // the NS16550 UART registers
 mod console;
@@ -24,6 +27,13 @@ mod heap;
 mod logd_task;
 #[cfg(target_os = "none")]
 mod metricsd_task;
+#[cfg(target_os = "none")]
+mod net;
+#[cfg(target_os = "none")]
+mod pair;
+// The pair test's byte protocol, built and unit-tested on the host too.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod pairproto;
 #[cfg(target_os = "none")]
 mod runtime;
 #[cfg(target_os = "none")]

@@ -109,6 +109,22 @@ impl Runtime {
         }
     }
 
+    /// Polls the services (the network among them) until `ready` holds
+    /// or `timeout_ns` of guest time has passed; returns whether `ready`
+    /// held. This is how the app waits for a socket, as it waits for IPC.
+    pub fn wait_until(&self, timeout_ns: u64, mut ready: impl FnMut() -> bool) -> bool {
+        let deadline = self.clock.now_ns().saturating_add(timeout_ns);
+        loop {
+            if ready() {
+                return true;
+            }
+            self.run_services_once();
+            if self.clock.now_ns() >= deadline {
+                return ready();
+            }
+        }
+    }
+
     /// Polls every service once. Re-entrant calls (a service waiting,
     /// which services must not do) do nothing.
     pub fn run_services_once(&self) -> bool {

@@ -1,4 +1,5 @@
-//! virtio-mmio discovery and the block device behind the state store.
+//! virtio-mmio discovery, the block device behind the state store, and
+//! the network device under the TCP/IP stack (`net`).
 //!
 //! Paging is off (satp = 0), so physical and virtual addresses are equal:
 //! the DMA HAL hands out page-aligned heap memory and shares buffers by
@@ -9,6 +10,7 @@ use core::ptr::NonNull;
 
 use nexus_store::{BlockDevice, BLOCK_SIZE};
 use virtio_drivers::device::blk::VirtIOBlk;
+use virtio_drivers::device::net::VirtIONet;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::{DeviceType, Transport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
@@ -106,4 +108,20 @@ impl BlockDevice for Blk {
     fn write_block(&mut self, index: u64, buf: &[u8; BLOCK_SIZE]) -> Result<(), Self::Error> {
         self.dev.write_blocks(index as usize, buf)
     }
+}
+
+/// Descriptors per virtio-net queue (receive and transmit).
+pub const NET_QUEUE_SIZE: usize = 64;
+/// Bytes of each receive buffer: a 1514-byte Ethernet frame plus the
+/// virtio-net header fit (the driver's minimum is 1526).
+pub const NET_BUF_LEN: usize = 2048;
+
+/// The virtio-net driver: its safe API posts [`NET_QUEUE_SIZE`] receive
+/// buffers of [`NET_BUF_LEN`] bytes (heap memory shared with the device
+/// through [`IdentityHal`]) and sends one frame at a time.
+pub type NetDev = VirtIONet<IdentityHal, MmioTransport<'static>, NET_QUEUE_SIZE>;
+
+/// Initialises the virtio-net driver on a probed network transport.
+pub fn net_device(transport: MmioTransport<'static>) -> Option<NetDev> {
+    NetDev::new(transport, NET_BUF_LEN).ok()
 }

@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# qemu-pair.sh: build the RISC-V image and boot it twice at once, as two
+# nodes on one emulated Ethernet link (virtio-net over QEMU's
+# `-netdev socket` on a loopback TCP port), then check each console against
+# its ordered marker list: scripts/profiles/pair.a and pair.b.
+#
+#   RUN_TIMEOUT=60        seconds per node before its QEMU is killed
+#   OUT=out/qemu-pair     where the console logs go
+#
+# Node B (192.0.2.2) listens on TCP port 7000 inside the guest; node A
+# (192.0.2.1) connects, sends 1 MiB and checks B's checksum reply. The
+# guest addresses are from the RFC 5737 documentation range and exist only
+# on the emulated link; on the host only 127.0.0.1 is used.
+#
+# QEMU's `connect=` side drops frames silently while nobody listens, so
+# node A starts only once node B's QEMU is seen listening in `ss -ltn`. The
+# port is never probed with a TCP connect: QEMU would take that as its peer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUN_TIMEOUT=${RUN_TIMEOUT:-60}
+RUN_TIMEOUT=${RUN_TIMEOUT%s}
+OUT=${OUT:-out/qemu-pair}
+TARGET=riscv64gc-unknown-none-elf
+KERNEL=target/$TARGET/release/nexus-kernel
+
+IP_A=192.0.2.1
+IP_B=192.0.2.2
+MAC_A=52:54:00:00:00:01
+MAC_B=52:54:00:00:00:02
+
+need_apt() {
+    local SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+if ! command -v qemu-system-riscv64 >/dev/null; then
+    echo "qemu-system-riscv64 missing: installing qemu-system-misc"
+    need_apt qemu-system-misc
+fi
+if ! command -v ss >/dev/null; then
+    echo "ss missing: installing iproute2"
+    need_apt iproute2
+fi
+rustup target list --installed | grep -qx $TARGET || rustup target add $TARGET
+
+b0=$(date +%s.%N)
+cargo build --release --target $TARGET -p nexus-kernel
+b1=$(date +%s.%N)
+echo "build: $(awk "BEGIN{printf \"%.1f\", $b1 - $b0}") s"
+
+mkdir -p "$OUT"
+LOG_A=$OUT/pair.a.log
+LOG_B=$OUT/pair.b.log
+
+PID_A=""
+PID_B=""
+cleanup() {
+    for p in $PID_A $PID_B; do
+        kill "$p" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Whether something listens on 127.0.0.1:$1 (or on any address, port $1).
+listening() {
+    [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
+}
+
+# A loopback port nobody uses, in the dynamic range.
+free_port() {
+    local p i
+    for i in $(seq 1 50); do
+        p=$(( 49152 + (RANDOM * 32768 + RANDOM) % 16000 ))
+        if [ -z "$(ss -Htan "sport = :$p or dport = :$p" 2>/dev/null)" ]; then
+            echo "$p"
+            return 0
+        fi
+    done
+    echo "no free loopback port found" >&2
+    return 1
+}
+
+qemu() { # LOG NETDEV MAC APPEND
+    qemu-system-riscv64 -machine virt -cpu rv64 -smp 1 -m 128M -nographic -bios default \
+        -icount shift=1,align=off,sleep=off \
+        -kernel "$KERNEL" \
+        -global virtio-mmio.force-legacy=false \
+        -netdev "$2" -device "virtio-net-device,netdev=n0,mac=$3" \
+        -append "$4" \
+        -monitor none -serial stdio </dev/null >"$1" 2>&1 &
+}
+
+# Node B first; retry on another port if QEMU could not bind the chosen one.
+PORT=""
+for attempt in 1 2 3 4 5; do
+    PORT=$(free_port)
+    : >"$LOG_B"
+    t0=$(date +%s.%N)
+    qemu "$LOG_B" "socket,id=n0,listen=127.0.0.1:$PORT" "$MAC_B" \
+        "nexus.role=b nexus.ip=$IP_B nexus.mac=$MAC_B nexus.peer=$IP_A"
+    PID_B=$!
+    up=0
+    for _ in $(seq 1 200); do # up to 10 s
+        if listening "$PORT"; then
+            up=1
+            break
+        fi
+        kill -0 "$PID_B" 2>/dev/null || break
+        sleep 0.05
+    done
+    [ "$up" = 1 ] && break
+    kill "$PID_B" 2>/dev/null || true
+    wait "$PID_B" 2>/dev/null || true
+    PID_B=""
+    echo "node b: QEMU did not listen on 127.0.0.1:$PORT (attempt $attempt):" >&2
+    sed 's/^/  | /' "$LOG_B" >&2
+done
+if [ -z "$PID_B" ]; then
+    echo "qemu-pair: node b never listened" >&2
+    exit 1
+fi
+echo "node b: QEMU listening on 127.0.0.1:$PORT"
+
+: >"$LOG_A"
+qemu "$LOG_A" "socket,id=n0,connect=127.0.0.1:$PORT" "$MAC_A" \
+    "nexus.role=a nexus.ip=$IP_A nexus.mac=$MAC_A nexus.peer=$IP_B"
+PID_A=$!
+ta=$(date +%s.%N)
+
+# Wait for both, each with its own deadline.
+DEADLINE_B=$(( $(date +%s) + RUN_TIMEOUT ))
+DEADLINE_A=$(( $(date +%s) + RUN_TIMEOUT ))
+STATUS_A=""
+STATUS_B=""
+RC_A=""
+RC_B=""
+END_A=""
+END_B=""
+while [ -z "$RC_A" ] || [ -z "$RC_B" ]; do
+    now=$(date +%s)
+    if [ -z "$RC_A" ] && ! kill -0 "$PID_A" 2>/dev/null; then
+        RC_A=0; wait "$PID_A" || RC_A=$?; END_A=$(date +%s.%N)
+    elif [ -z "$RC_A" ] && [ "$now" -ge "$DEADLINE_A" ]; then
+        kill "$PID_A" 2>/dev/null || true
+        STATUS_A="timeout after ${RUN_TIMEOUT}s"
+        RC_A=0; wait "$PID_A" || RC_A=$?; END_A=$(date +%s.%N)
+    fi
+    if [ -z "$RC_B" ] && ! kill -0 "$PID_B" 2>/dev/null; then
+        RC_B=0; wait "$PID_B" || RC_B=$?; END_B=$(date +%s.%N)
+    elif [ -z "$RC_B" ] && [ "$now" -ge "$DEADLINE_B" ]; then
+        kill "$PID_B" 2>/dev/null || true
+        STATUS_B="timeout after ${RUN_TIMEOUT}s"
+        RC_B=0; wait "$PID_B" || RC_B=$?; END_B=$(date +%s.%N)
+    fi
+    sleep 0.02
+done
+PID_A=""
+PID_B=""
+t1=$(date +%s.%N)
+
+fail=0
+report() { # NAME LOG RC STATUS START END
+    echo "node $1: $(awk "BEGIN{printf \"%.2f\", $6 - $5}") s, qemu exit $3${4:+ ($4)}"
+    sed 's/^/  | /' "$2"
+}
+report a "$LOG_A" "$RC_A" "$STATUS_A" "$ta" "$END_A"
+report b "$LOG_B" "$RC_B" "$STATUS_B" "$t0" "$END_B"
+for n in a b; do
+    log=$OUT/pair.$n.log
+    scripts/check-markers.sh "scripts/profiles/pair.$n" "$log" || fail=1
+done
+for n in a b; do
+    if [ "$n" = a ]; then st=$STATUS_A rc=$RC_A; else st=$STATUS_B rc=$RC_B; fi
+    if [ -n "$st" ]; then
+        echo "node $n: $st" >&2
+        fail=1
+    elif [ "$rc" -ne 0 ]; then
+        echo "node $n: QEMU exited with $rc" >&2
+        fail=1
+    fi
+done
+
+echo "two-node run: $(awk "BEGIN{printf \"%.2f\", $t1 - $t0}") s wall (node b start to both exited, port $PORT)"
+if [ "$fail" -ne 0 ]; then
+    echo "qemu-pair: FAILED" >&2
+    exit 1
+fi
+echo "qemu-pair: profile pair passed"

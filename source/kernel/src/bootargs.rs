@@ -1,0 +1,185 @@
+//! The runtime's boot arguments: whitespace-separated `key=value` words in
+//! `/chosen/bootargs` (QEMU `-append`). Unknown words are ignored.
+//!
+//! | word | meaning |
+//! |------|---------|
+//! | `nexus.role=a\|b` | run the two-node pair test as node A (connects) or B (listens) instead of the single-node selftest |
+//! | `nexus.ip=192.0.2.1` | the interface's static IPv4 address (a /24) |
+//! | `nexus.mac=52:54:00:00:00:01` | the interface's Ethernet address (default: the device's) |
+//! | `nexus.peer=192.0.2.2` | the other node's address (node A connects to it) |
+//!
+//! Pure code: it builds and is unit-tested on the host too.
+
+/// The pair-test role of this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Connects to the peer and sends the stream.
+    A,
+    /// Listens, receives and verifies the stream, replies with its checksum.
+    B,
+}
+
+impl Role {
+    /// The role's boot-argument spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::A => "a",
+            Role::B => "b",
+        }
+    }
+}
+
+/// The network words of the boot arguments.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetArgs {
+    /// `nexus.role`.
+    pub role: Option<Role>,
+    /// `nexus.ip`.
+    pub ip: Option<[u8; 4]>,
+    /// `nexus.mac`.
+    pub mac: Option<[u8; 6]>,
+    /// `nexus.peer`.
+    pub peer: Option<[u8; 4]>,
+}
+
+/// A malformed network boot argument: the key whose value did not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadArg(pub &'static str);
+
+/// The value of the first `key=value` word, if any.
+pub fn value<'a>(args: &'a str, key: &str) -> Option<&'a str> {
+    args.split_ascii_whitespace()
+        .find_map(|w| w.strip_prefix(key).and_then(|rest| rest.strip_prefix('=')))
+}
+
+/// Parses a dotted-quad IPv4 address (`192.0.2.1`).
+pub fn parse_ipv4(s: &str) -> Option<[u8; 4]> {
+    let mut out = [0u8; 4];
+    let mut parts = s.split('.');
+    for o in out.iter_mut() {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        *o = p.parse().ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+/// Parses a colon-separated Ethernet address (`52:54:00:00:00:01`).
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for o in out.iter_mut() {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *o = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+/// Reads the network words. A word that is present but malformed is an
+/// error naming its key; absent words are `None`.
+pub fn net_args(args: &str) -> Result<NetArgs, BadArg> {
+    let role = match value(args, "nexus.role") {
+        None => None,
+        Some("a") => Some(Role::A),
+        Some("b") => Some(Role::B),
+        Some(_) => return Err(BadArg("nexus.role")),
+    };
+    let ip = value(args, "nexus.ip")
+        .map(|v| parse_ipv4(v).ok_or(BadArg("nexus.ip")))
+        .transpose()?;
+    let mac = value(args, "nexus.mac")
+        .map(|v| parse_mac(v).ok_or(BadArg("nexus.mac")))
+        .transpose()?;
+    let peer = value(args, "nexus.peer")
+        .map(|v| parse_ipv4(v).ok_or(BadArg("nexus.peer")))
+        .transpose()?;
+    Ok(NetArgs {
+        role,
+        ip,
+        mac,
+        peer,
+    })
+}
+
+/// Formats an IPv4 address as a dotted quad.
+pub struct Ipv4Display(pub [u8; 4]);
+
+impl core::fmt::Display for Ipv4Display {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let [a, b, c, d] = self.0;
+        write!(f, "{a}.{b}.{c}.{d}")
+    }
+}
+
+/// Formats an Ethernet address as six colon-separated hex pairs.
+pub struct MacDisplay(pub [u8; 6]);
+
+impl core::fmt::Display for MacDisplay {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_network_words_is_the_single_node_boot() {
+        let a = net_args("nexus.profile=single nexus.boot=1").unwrap();
+        assert_eq!(a, NetArgs::default());
+        assert_eq!(net_args("").unwrap(), NetArgs::default());
+    }
+
+    #[test]
+    fn pair_words_parse() {
+        let a = net_args(
+            "nexus.role=a nexus.ip=192.0.2.1 nexus.mac=52:54:00:00:00:01 nexus.peer=192.0.2.2",
+        )
+        .unwrap();
+        assert_eq!(a.role, Some(Role::A));
+        assert_eq!(a.ip, Some([192, 0, 2, 1]));
+        assert_eq!(a.mac, Some([0x52, 0x54, 0, 0, 0, 1]));
+        assert_eq!(a.peer, Some([192, 0, 2, 2]));
+        assert_eq!(net_args("nexus.role=b").unwrap().role, Some(Role::B));
+    }
+
+    #[test]
+    fn malformed_words_name_their_key() {
+        assert_eq!(net_args("nexus.role=c"), Err(BadArg("nexus.role")));
+        assert_eq!(net_args("nexus.ip=192.0.2"), Err(BadArg("nexus.ip")));
+        assert_eq!(net_args("nexus.ip=192.0.2.256"), Err(BadArg("nexus.ip")));
+        assert_eq!(net_args("nexus.ip=192.0.2.1.5"), Err(BadArg("nexus.ip")));
+        assert_eq!(net_args("nexus.ip=+1.0.2.1"), Err(BadArg("nexus.ip")));
+        assert_eq!(
+            net_args("nexus.mac=52:54:00:00:00"),
+            Err(BadArg("nexus.mac"))
+        );
+        assert_eq!(
+            net_args("nexus.mac=52:54:00:00:00:0g"),
+            Err(BadArg("nexus.mac"))
+        );
+        assert_eq!(net_args("nexus.peer="), Err(BadArg("nexus.peer")));
+    }
+
+    #[test]
+    fn keys_match_whole_words_only() {
+        assert_eq!(value("nexus.ipx=1 nexus.ip=2", "nexus.ip"), Some("2"));
+        assert_eq!(value("xnexus.ip=1", "nexus.ip"), None);
+    }
+
+    #[test]
+    fn addresses_display_as_parsed() {
+        assert_eq!(Ipv4Display([192, 0, 2, 1]).to_string(), "192.0.2.1");
+        assert_eq!(
+            MacDisplay([0x52, 0x54, 0, 0, 0, 0xab]).to_string(),
+            "52:54:00:00:00:ab"
+        );
+    }
+}
