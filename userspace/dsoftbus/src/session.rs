@@ -160,7 +160,8 @@ pub enum CloseReason {
     UnknownPeer,
     /// The peer does not hold the static key this side expects: the
     /// responder could not decrypt message 1 (the initiator pinned another
-    /// key), or the initiator could not decrypt message 2.
+    /// key), or the initiator could not decrypt message 2. A message 1 or 2
+    /// altered in transit looks the same.
     WrongKey,
     /// A size limit: a record above the session's `max_record`, or a
     /// `max_record` above [`MAX_RECORD`], or the sequence space is spent.
@@ -247,7 +248,8 @@ impl Handshake {
         seed: [u8; 32],
     ) -> Result<Self, CloseReason> {
         let local_max = config.announced()?;
-        let noise = build(local, Some(&remote_static), &seed).map_err(|_| CloseReason::Handshake)?;
+        let noise =
+            build(local, Some(&remote_static), &seed).map_err(|_| CloseReason::Handshake)?;
         let mut hs = Handshake::new(noise, true, local_max);
         hs.write_next(&[])?;
         Ok(hs)
@@ -314,7 +316,10 @@ impl Handshake {
             return Err(reason);
         }
         if self.noise.is_none() {
-            return Err(self.fail(CloseReason::Handshake));
+            // Spent: a session was handed out. Its last message (if any)
+            // stays in the outbox.
+            self.closed = Some(CloseReason::Handshake);
+            return Err(CloseReason::Handshake);
         }
         let mut rest = data;
         while !rest.is_empty() {
