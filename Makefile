@@ -56,6 +56,8 @@ harness-test:
 
 qemu-test: qemu-deps
 	RUN_UNTIL_MARKER=1 scripts/qemu-test.sh
+	PROFILE=pair scripts/qemu-pair.sh
+	PROFILE=bus scripts/qemu-pair.sh
 
 ## Criterion benchmarks (not part of `make test`).
 bench:

@@ -2,10 +2,16 @@
 # qemu-pair.sh: build the RISC-V image and boot it twice at once, as two
 # nodes on one emulated Ethernet link (virtio-net over QEMU's
 # `-netdev socket` on a loopback TCP port), then check each console against
-# its ordered marker list: scripts/profiles/pair.a and pair.b.
+# its ordered marker list: scripts/profiles/$PROFILE.a and $PROFILE.b.
 #
+#   PROFILE=bus           bus: the device bus (Noise sessions, ACL, mux v2)
+#                         over TCP; pair: plain TCP only
 #   RUN_TIMEOUT=60        seconds per node before its QEMU is killed
 #   OUT=out/qemu-pair     where the console logs go
+#
+# In the bus profile each node gets a static device key (`nexus.key`, test
+# keys fixed here) and the peer's public key (`nexus.peer_key`, the static
+# peer list), and a virtio-rng device for the handshake seeds.
 #
 # Node B (192.0.2.2) listens on TCP port 7000 inside the guest; node A
 # (192.0.2.1) connects, sends 1 MiB and checks B's checksum reply. The
@@ -18,6 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+PROFILE=${PROFILE:-bus}
 RUN_TIMEOUT=${RUN_TIMEOUT:-60}
 RUN_TIMEOUT=${RUN_TIMEOUT%s}
 OUT=${OUT:-out/qemu-pair}
@@ -28,6 +35,10 @@ IP_A=192.0.2.1
 IP_B=192.0.2.2
 MAC_A=52:54:00:00:00:01
 MAC_B=52:54:00:00:00:02
+# Test device keys (secrets) for the bus profile; their public keys and ids
+# come from tools/nexus-bus-keys. Never use fixed keys outside tests.
+KEY_A=$(printf 'a1%.0s' $(seq 1 32))
+KEY_B=$(printf 'b2%.0s' $(seq 1 32))
 
 need_apt() {
     local SUDO=""
@@ -47,12 +58,24 @@ rustup target list --installed | grep -qx $TARGET || rustup target add $TARGET
 
 b0=$(date +%s.%N)
 cargo build --release --target $TARGET -p nexus-kernel
+cargo build --release -p nexus-bus-keys
 b1=$(date +%s.%N)
+EXTRA_A=""
+EXTRA_B=""
+RNG=""
+if [ "$PROFILE" = bus ]; then
+    read -r PUB_A ID_A < <(target/release/nexus-bus-keys "$KEY_A")
+    read -r PUB_B ID_B < <(target/release/nexus-bus-keys "$KEY_B")
+    echo "device a: $ID_A, device b: $ID_B"
+    EXTRA_A="nexus.key=$KEY_A nexus.peer_key=$PUB_B"
+    EXTRA_B="nexus.key=$KEY_B nexus.peer_key=$PUB_A"
+    RNG="-device virtio-rng-device"
+fi
 echo "build: $(awk "BEGIN{printf \"%.1f\", $b1 - $b0}") s"
 
 mkdir -p "$OUT"
-LOG_A=$OUT/pair.a.log
-LOG_B=$OUT/pair.b.log
+LOG_A=$OUT/$PROFILE.a.log
+LOG_B=$OUT/$PROFILE.b.log
 
 PID_A=""
 PID_B=""
@@ -89,7 +112,7 @@ qemu() { # LOG NETDEV MAC APPEND
         -icount shift=1,align=off,sleep=off \
         -kernel "$KERNEL" \
         -global virtio-mmio.force-legacy=false \
-        -netdev "$2" -device "virtio-net-device,netdev=n0,mac=$3" \
+        -netdev "$2" -device "virtio-net-device,netdev=n0,mac=$3" $RNG \
         -append "$4" \
         -monitor none -serial stdio </dev/null >"$1" 2>&1 &
 }
@@ -101,7 +124,7 @@ for attempt in 1 2 3 4 5; do
     : >"$LOG_B"
     t0=$(date +%s.%N)
     qemu "$LOG_B" "socket,id=n0,listen=127.0.0.1:$PORT" "$MAC_B" \
-        "nexus.role=b nexus.ip=$IP_B nexus.mac=$MAC_B nexus.peer=$IP_A"
+        "nexus.role=b nexus.ip=$IP_B nexus.mac=$MAC_B nexus.peer=$IP_A $EXTRA_B"
     PID_B=$!
     up=0
     for _ in $(seq 1 200); do # up to 10 s
@@ -127,7 +150,7 @@ echo "node b: QEMU listening on 127.0.0.1:$PORT"
 
 : >"$LOG_A"
 qemu "$LOG_A" "socket,id=n0,connect=127.0.0.1:$PORT" "$MAC_A" \
-    "nexus.role=a nexus.ip=$IP_A nexus.mac=$MAC_A nexus.peer=$IP_B"
+    "nexus.role=a nexus.ip=$IP_A nexus.mac=$MAC_A nexus.peer=$IP_B $EXTRA_A"
 PID_A=$!
 ta=$(date +%s.%N)
 
@@ -170,8 +193,8 @@ report() { # NAME LOG RC STATUS START END
 report a "$LOG_A" "$RC_A" "$STATUS_A" "$ta" "$END_A"
 report b "$LOG_B" "$RC_B" "$STATUS_B" "$t0" "$END_B"
 for n in a b; do
-    log=$OUT/pair.$n.log
-    scripts/check-markers.sh "scripts/profiles/pair.$n" "$log" || fail=1
+    log=$OUT/$PROFILE.$n.log
+    scripts/check-markers.sh "scripts/profiles/$PROFILE.$n" "$log" || fail=1
 done
 for n in a b; do
     if [ "$n" = a ]; then st=$STATUS_A rc=$RC_A; else st=$STATUS_B rc=$RC_B; fi
@@ -189,4 +212,4 @@ if [ "$fail" -ne 0 ]; then
     echo "qemu-pair: FAILED" >&2
     exit 1
 fi
-echo "qemu-pair: profile pair passed"
+echo "qemu-pair: profile $PROFILE passed"

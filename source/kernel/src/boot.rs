@@ -24,8 +24,10 @@ use crate::logd_task::LogdTask;
 use crate::metricsd_task::MetricsdTask;
 use crate::net::Net;
 use crate::runtime::{RdtimeClock, Runtime};
+use crate::virtio::Rng;
 use crate::virtio::{Blk, Probed};
-use crate::{arch, bootargs, console, dtb, heap, kprintln, pair, virtio};
+use crate::{arch, bootargs, bus, console, dtb, heap, kprintln, pair, virtio};
+use dsoftbus::identity::DeviceKey;
 
 /// How long a client waits for a reply before giving up.
 const REPLY_TIMEOUT_NS: u64 = 2_000_000_000;
@@ -58,7 +60,7 @@ pub fn kmain(hart: usize, dtb_addr: usize) -> ! {
         heap_bytes / 1024,
         info.timebase_hz,
         info.virtio_slots.len(),
-        info.bootargs
+        bootargs::redacted(&info.bootargs)
     );
 
     let devices = virtio::probe(&info.virtio_slots);
@@ -75,13 +77,32 @@ pub fn kmain(hart: usize, dtb_addr: usize) -> ! {
     let (nics, devices): (alloc::vec::Vec<_>, alloc::vec::Vec<_>) = devices
         .into_iter()
         .partition(|d| d.kind == DeviceType::Network);
+    let (rngs, devices): (alloc::vec::Vec<_>, alloc::vec::Vec<_>) = devices
+        .into_iter()
+        .partition(|d| d.kind == DeviceType::EntropySource);
 
     let rt = Runtime::new(RouterConfig::default(), RdtimeClock::new(info.timebase_hz));
     let net = start_net(&rt, &net_args, nics.into_iter().next());
     if let Some(role) = net_args.role {
-        let result = match &net {
-            Some(net) => pair::run(&rt, net, role, net_args.peer),
-            None => Err(alloc::string::String::from(
+        let result = match (&net, net_args.key, net_args.peer_key) {
+            (Some(net), Some(key), Some(peer_key)) => {
+                let mut rng = rngs.into_iter().next().and_then(|d| Rng::new(d.transport));
+                let mut seeds = || {
+                    let mut s = [0u8; 32];
+                    rng.as_mut().is_some_and(|r| r.fill(&mut s)).then_some(s)
+                };
+                bus::run(
+                    &rt,
+                    net,
+                    role,
+                    net_args.peer,
+                    DeviceKey::from_secret(key),
+                    peer_key,
+                    &mut seeds,
+                )
+            }
+            (Some(net), _, _) => pair::run(&rt, net, role, net_args.peer),
+            (None, _, _) => Err(alloc::string::String::from(
                 "pair test needs a virtio-net device and nexus.ip",
             )),
         };

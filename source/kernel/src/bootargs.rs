@@ -7,6 +7,8 @@
 //! | `nexus.ip=192.0.2.1` | the interface's static IPv4 address (a /24) |
 //! | `nexus.mac=52:54:00:00:00:01` | the interface's Ethernet address (default: the device's) |
 //! | `nexus.peer=192.0.2.2` | the other node's address (node A connects to it) |
+//! | `nexus.key=<64 hex>` | this device's static X25519 secret (test images only; a real node keeps it in its state store) |
+//! | `nexus.peer_key=<64 hex>` | the peer's static X25519 public key (the static peer list) |
 //!
 //! Pure code: it builds and is unit-tested on the host too.
 
@@ -40,6 +42,39 @@ pub struct NetArgs {
     pub mac: Option<[u8; 6]>,
     /// `nexus.peer`.
     pub peer: Option<[u8; 4]>,
+    /// `nexus.key`.
+    pub key: Option<[u8; 32]>,
+    /// `nexus.peer_key`.
+    pub peer_key: Option<[u8; 32]>,
+}
+
+/// The boot arguments with secret values (`nexus.key`) replaced, for the
+/// console: secrets never reach a log.
+pub fn redacted(args: &str) -> alloc::string::String {
+    let mut out = alloc::string::String::new();
+    for (i, word) in args.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        match word.split_once('=') {
+            Some(("nexus.key", _)) => out.push_str("nexus.key=<redacted>"),
+            _ => out.push_str(word),
+        }
+    }
+    out
+}
+
+/// Parses 64 hex digits.
+pub fn parse_key(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        let pair = s.get(2 * i..2 * i + 2)?;
+        *o = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// A malformed network boot argument: the key whose value did not parse.
@@ -98,11 +133,19 @@ pub fn net_args(args: &str) -> Result<NetArgs, BadArg> {
     let peer = value(args, "nexus.peer")
         .map(|v| parse_ipv4(v).ok_or(BadArg("nexus.peer")))
         .transpose()?;
+    let key = value(args, "nexus.key")
+        .map(|v| parse_key(v).ok_or(BadArg("nexus.key")))
+        .transpose()?;
+    let peer_key = value(args, "nexus.peer_key")
+        .map(|v| parse_key(v).ok_or(BadArg("nexus.peer_key")))
+        .transpose()?;
     Ok(NetArgs {
         role,
         ip,
         mac,
         peer,
+        key,
+        peer_key,
     })
 }
 
@@ -129,6 +172,15 @@ impl core::fmt::Display for MacDisplay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_device_secret_never_reaches_the_console() {
+        let shown = redacted("nexus.role=a nexus.key=a1a1 nexus.peer_key=c3c3");
+        assert_eq!(
+            shown,
+            "nexus.role=a nexus.key=<redacted> nexus.peer_key=c3c3"
+        );
+    }
 
     #[test]
     fn no_network_words_is_the_single_node_boot() {

@@ -12,6 +12,8 @@
 mod arch;
 #[cfg(target_os = "none")]
 mod boot;
+#[cfg(target_os = "none")]
+mod bus;
 // Pure parsing, built and unit-tested on the host too.
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 mod bootargs;
@@ -40,7 +42,6 @@ mod runtime;
 #[allow(unsafe_code)] // virtio-mmio registers and the identity-mapped DMA HAL
 mod virtio;
 
-#[cfg(target_os = "none")]
 extern crate alloc;
 
 #[cfg(not(target_os = "none"))]

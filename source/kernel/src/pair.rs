@@ -44,12 +44,17 @@ pub fn run(rt: &Runtime, net: &Net, role: Role, peer: Option<[u8; 4]>) -> Result
     }
 }
 
-fn is_open(s: TcpState) -> bool {
+pub(crate) fn is_open(s: TcpState) -> bool {
     matches!(s, TcpState::Established | TcpState::CloseWait)
 }
 
 /// Queues all of `data`, polling the network while the send buffer is full.
-fn send_all(rt: &Runtime, sock: &TcpHandle, mut data: &[u8], deadline: u64) -> Result<(), String> {
+pub(crate) fn send_all(
+    rt: &Runtime,
+    sock: &TcpHandle,
+    mut data: &[u8],
+    deadline: u64,
+) -> Result<(), String> {
     while !data.is_empty() {
         let n = sock.send(data);
         data = data.get(n..).unwrap_or_default();
@@ -91,7 +96,7 @@ fn recv_exact(rt: &Runtime, sock: &TcpHandle, buf: &mut [u8], deadline: u64) -> 
 }
 
 /// Closes our side and waits (bounded) for the closing handshake.
-fn close(rt: &Runtime, sock: &TcpHandle) {
+pub(crate) fn close(rt: &Runtime, sock: &TcpHandle) {
     sock.close();
     rt.wait_until(CLOSE_TIMEOUT_NS, || {
         matches!(sock.state(), TcpState::Closed | TcpState::TimeWait)
@@ -99,7 +104,7 @@ fn close(rt: &Runtime, sock: &TcpHandle) {
 }
 
 /// Connects to the peer, retrying within [`CONNECT_BUDGET_NS`].
-fn connect(rt: &Runtime, net: &Net, peer: [u8; 4]) -> Result<TcpHandle, String> {
+pub(crate) fn connect(rt: &Runtime, net: &Net, peer: [u8; 4]) -> Result<TcpHandle, String> {
     let give_up = rt.clock().now_ns().saturating_add(CONNECT_BUDGET_NS);
     let mut attempt = 0u32;
     loop {
@@ -231,7 +236,7 @@ fn node_b(rt: &Runtime, net: &Net) -> Result<(), String> {
     Ok(())
 }
 
-fn report(net: &Net) {
+pub(crate) fn report(net: &Net) {
     let s = net.stats();
     kprintln!(
         "runtime: net frames rx {} tx {}, tx errors {}, rx recycle errors {}",

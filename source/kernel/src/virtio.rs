@@ -125,3 +125,35 @@ pub type NetDev = VirtIONet<IdentityHal, MmioTransport<'static>, NET_QUEUE_SIZE>
 pub fn net_device(transport: MmioTransport<'static>) -> Option<NetDev> {
     NetDev::new(transport, NET_BUF_LEN).ok()
 }
+
+/// A virtio-rng device: the entropy for handshake seeds.
+pub struct Rng {
+    dev: virtio_drivers::device::rng::VirtIORng<IdentityHal, MmioTransport<'static>>,
+}
+
+impl Rng {
+    /// Initialises the driver on a probed entropy transport.
+    pub fn new(transport: MmioTransport<'static>) -> Option<Self> {
+        virtio_drivers::device::rng::VirtIORng::new(transport)
+            .ok()
+            .map(|dev| Self { dev })
+    }
+
+    /// Fills `buf` with device entropy; false if the device failed.
+    pub fn fill(&mut self, buf: &mut [u8]) -> bool {
+        let mut got = 0;
+        for _ in 0..64 {
+            let Some(rest) = buf.get_mut(got..) else {
+                return false;
+            };
+            if rest.is_empty() {
+                return true;
+            }
+            match self.dev.request_entropy(rest) {
+                Ok(n) => got += n,
+                Err(_) => return false,
+            }
+        }
+        got >= buf.len()
+    }
+}

@@ -61,6 +61,7 @@ pub struct Link {
     role: Role,
     mux_cfg: MuxConfig,
     out: VecDeque<Vec<u8>>,
+    refused: Option<DeviceId>,
 }
 
 impl Link {
@@ -91,6 +92,7 @@ impl Link {
             role,
             mux_cfg,
             out: VecDeque::new(),
+            refused: None,
         }
     }
 
@@ -100,6 +102,12 @@ impl Link {
             State::Up(up) => Some(up.session.peer()),
             _ => None,
         }
+    }
+
+    /// The device the ACL refused during the handshake (its id is
+    /// authenticated: it proved it holds the key), for the audit log.
+    pub fn refused_peer(&self) -> Option<DeviceId> {
+        self.refused
     }
 
     /// Why the link closed, if it did.
@@ -129,7 +137,14 @@ impl Link {
         let records = match &mut self.state {
             State::Closed(e) => return Err(*e),
             State::Handshake(hs) => {
-                let done = hs.on_bytes(data, &mut |id, key| acl.authorize(id, key));
+                let refused = &mut self.refused;
+                let done = hs.on_bytes(data, &mut |id, key| {
+                    let ok = acl.authorize(id, key);
+                    if !ok {
+                        *refused = Some(id);
+                    }
+                    ok
+                });
                 while let Some(m) = hs.poll_transmit() {
                     self.out.push_back(m);
                 }

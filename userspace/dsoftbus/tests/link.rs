@@ -99,6 +99,7 @@ fn an_unlisted_device_is_refused_before_any_stream_opens() {
         }
     }
     assert_eq!(result, Err(LinkError::Session(CloseReason::UnknownPeer)));
+    assert_eq!(b.refused_peer(), Some(DeviceId::of(&stranger.public())));
     assert!(b.mux().is_none(), "no stream layer ever existed");
 }
 
