@@ -142,8 +142,10 @@ fn node_a(
         pump(rt, &sock, &mut link, acl, &mut buf, deadline)?;
     }
     let peer = link.peer().ok_or_else(|| String::from("no peer"))?;
-    console::line(&format!("dsoftbus: session ok {peer}"));
 
+    // In XK the dialer finishes its half first; B authorizes us only on the
+    // third message. B's OPEN_ACK is the first record that proves it did,
+    // so the session marker waits for it.
     let mux = link.mux().ok_or_else(|| String::from("no mux"))?;
     let s = mux
         .open(BULK, 1, Some(TRACEPARENT))
@@ -154,7 +156,10 @@ fn node_a(
         let mux = link.mux().ok_or_else(|| String::from("no mux"))?;
         while let Some(ev) = mux.poll_event() {
             match ev {
-                Event::Accepted { stream } if stream == s => accepted = true,
+                Event::Accepted { stream } if stream == s => {
+                    console::line(&format!("dsoftbus: session ok {peer}"));
+                    accepted = true;
+                }
                 Event::Rejected { reason, .. } => {
                     return Err(format!("stream rejected: {reason:?}"))
                 }
