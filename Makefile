@@ -63,3 +63,4 @@ qemu-test: qemu-deps
 bench:
 	cargo bench -p logd
 	cargo bench -p metricsd --bench metrics -- --warm-up-time 1 --measurement-time 2
+	cargo bench -p dsoftbus --bench link -- --warm-up-time 1 --measurement-time 3
