@@ -112,6 +112,22 @@
 
 pub mod wire;
 
+/// Moves up to `out.len()` bytes from the front of `q` into `out` with two
+/// slice copies (the ring's two halves); returns how many.
+fn take_front(q: &mut VecDeque<u8>, out: &mut [u8]) -> usize {
+    let n = out.len().min(q.len());
+    let (a, b) = q.as_slices();
+    let from_a = n.min(a.len());
+    let (out_a, out_b) = out.split_at_mut(from_a);
+    out_a.copy_from_slice(a.get(..from_a).unwrap_or_default());
+    let from_b = n - from_a;
+    if let (Some(dst), Some(src)) = (out_b.get_mut(..from_b), b.get(..from_b)) {
+        dst.copy_from_slice(src);
+    }
+    q.drain(..n);
+    n
+}
+
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -615,7 +631,7 @@ impl Mux {
             return Err(StreamError::LocalClosed);
         }
         let n = capacity(s, &cfg, room).min(data.len());
-        s.send_buf.extend(data.iter().take(n).copied());
+        s.send_buf.extend(data.get(..n).unwrap_or_default());
         s.send_credit = s
             .send_credit
             .saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
@@ -636,10 +652,7 @@ impl Mux {
             .streams
             .get_mut(&stream)
             .ok_or(StreamError::UnknownStream)?;
-        let n = buf.len().min(s.recv_buf.len());
-        for (dst, src) in buf.iter_mut().zip(s.recv_buf.drain(..n)) {
-            *dst = src;
-        }
+        let n = take_front(&mut s.recv_buf, buf);
         s.credit_pending = s
             .credit_pending
             .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
@@ -865,7 +878,7 @@ impl Mux {
             .recv_outstanding
             .checked_sub(len)
             .ok_or("DATA beyond the credit granted")?;
-        s.recv_buf.extend(payload.iter().copied());
+        s.recv_buf.extend(payload);
         if !s.readable_queued {
             s.readable_queued = true;
             self.push_event(Event::Readable { stream });
@@ -1004,8 +1017,8 @@ impl Mux {
             self.free_if_finished(stream);
             return frame;
         }
-        let n = s.send_buf.len().min(max);
-        let payload: Vec<u8> = s.send_buf.drain(..n).collect();
+        let mut payload = alloc::vec![0u8; s.send_buf.len().min(max)];
+        take_front(&mut s.send_buf, &mut payload);
         let frame = Frame::Data {
             stream,
             payload: &payload,
