@@ -10,16 +10,14 @@ use nexus_bounds::Clock;
 use nexus_ipc::ServiceId;
 use nexus_log::proto::Status;
 
+use crate::markers::FirstRejects;
 use crate::runtime::{Runtime, Service};
-
-/// Rejects that get a console marker, the first time logd produces them.
-const MARKED: [Status; 3] = [Status::InvalidArgs, Status::OverLimit, Status::RateLimited];
 
 /// The logd task.
 pub struct LogdTask<P> {
     id: ServiceId,
     svc: LogdService<P>,
-    announced: [bool; 3],
+    announced: FirstRejects,
     /// Set by the runtime once metricsd serves; logd then reports to it.
     metricsd: Rc<Cell<Option<ServiceId>>>,
     linked: bool,
@@ -31,7 +29,7 @@ impl<P: Persist> LogdTask<P> {
         Self {
             id,
             svc,
-            announced: [false; 3],
+            announced: FirstRejects::new("logd"),
             metricsd,
             linked: false,
         }
@@ -48,16 +46,7 @@ impl<P: Persist> Service for LogdTask<P> {
         }
         let mut ep = rt.endpoint(self.id);
         let announced = &mut self.announced;
-        let mut on_status = |s: Status| {
-            if let Some(i) = MARKED.iter().position(|m| *m == s) {
-                if let (Some(done), Some(st)) = (announced.get_mut(i), MARKED.get(i)) {
-                    if !*done {
-                        *done = true;
-                        crate::kprintln!("logd: reject {}", st.as_str());
-                    }
-                }
-            }
-        };
+        let mut on_status = |s: Status| announced.note(s);
         self.svc.step(&mut ep, rt.clock().now_ns(), &mut on_status) > 0
     }
 }

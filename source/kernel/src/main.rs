@@ -28,6 +28,8 @@ mod heap;
 #[cfg(target_os = "none")]
 mod logd_task;
 #[cfg(target_os = "none")]
+mod markers;
+#[cfg(target_os = "none")]
 mod metricsd_task;
 #[cfg(target_os = "none")]
 mod net;

@@ -11,10 +11,8 @@ use nexus_log::{Event, Level, Log, LogdSink};
 use nexus_metrics::proto::Status;
 use nexus_store::BlockDevice;
 
+use crate::markers::FirstRejects;
 use crate::runtime::{Runtime, Service};
-
-/// Rejects that get a console marker, the first time metricsd produces them.
-const MARKED: [Status; 3] = [Status::InvalidArgs, Status::OverLimit, Status::RateLimited];
 
 /// The metricsd task.
 pub struct MetricsdTask<D: BlockDevice> {
@@ -22,7 +20,7 @@ pub struct MetricsdTask<D: BlockDevice> {
     logd: ServiceId,
     m: Metricsd,
     store: Option<MetricsStore<D>>,
-    announced: [bool; 3],
+    announced: FirstRejects,
     /// Added to the clock: the time replayed from the store, so metricsd's
     /// time moves forward across reboots.
     resume_ns: u64,
@@ -42,7 +40,7 @@ impl<D: BlockDevice> MetricsdTask<D> {
             logd,
             m,
             store,
-            announced: [false; 3],
+            announced: FirstRejects::new("metricsd"),
             resume_ns,
         }
     }
@@ -55,16 +53,7 @@ impl<D: BlockDevice> Service for MetricsdTask<D> {
         // Exports go to logd from metricsd's own identity, one-way.
         let mut sink = LogdSink::new(rt.endpoint(self.id), self.logd, Level::Trace);
         let announced = &mut self.announced;
-        let mut on_reject = |s: Status| {
-            if let Some(i) = MARKED.iter().position(|m| *m == s) {
-                if let (Some(done), Some(st)) = (announced.get_mut(i), MARKED.get(i)) {
-                    if !*done {
-                        *done = true;
-                        crate::kprintln!("metricsd: reject {}", st.as_str());
-                    }
-                }
-            }
-        };
+        let mut on_reject = |s: Status| announced.note(s);
         // A record logd's queue cannot take stays in metricsd's outbox.
         let mut export = |e: Event| {
             let before = sink.stats().sent;
