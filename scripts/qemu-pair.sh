@@ -6,7 +6,7 @@
 #
 #   PROFILE=bus           bus: the device bus (Noise sessions, ACL, mux v2)
 #                         over TCP; pair: plain TCP only
-#   RUN_TIMEOUT=60        seconds per node before its QEMU is killed
+#   RUN_TIMEOUT=120       seconds per node before its QEMU is killed
 #   OUT=out/qemu-pair     where the console logs go
 #
 # In the bus profile each node gets a static device key (`nexus.key`, test
@@ -25,7 +25,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PROFILE=${PROFILE:-bus}
-RUN_TIMEOUT=${RUN_TIMEOUT:-60}
+# Longer than the guests' own budgets (60 s exchange + 20 s connect of
+# guest time), so a guest reports its own failure before the host kills it.
+RUN_TIMEOUT=${RUN_TIMEOUT:-120}
 RUN_TIMEOUT=${RUN_TIMEOUT%s}
 OUT=${OUT:-out/qemu-pair}
 TARGET=riscv64gc-unknown-none-elf
@@ -88,9 +90,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Whether something listens on 127.0.0.1:$1 (or on any address, port $1).
+# Whether process $2 (node B's QEMU) listens on port $1 — not just anyone.
 listening() {
-    [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
+    ss -Hltnp "sport = :$1" 2>/dev/null | grep -q "pid=$2,"
 }
 
 # A loopback port nobody uses, in the dynamic range.
@@ -128,7 +130,7 @@ for attempt in 1 2 3 4 5; do
     PID_B=$!
     up=0
     for _ in $(seq 1 200); do # up to 10 s
-        if listening "$PORT"; then
+        if listening "$PORT" "$PID_B"; then
             up=1
             break
         fi

@@ -101,7 +101,12 @@ pub fn kmain(hart: usize, dtb_addr: usize) -> ! {
                     &mut seeds,
                 )
             }
-            (Some(net), _, _) => pair::run(&rt, net, role, net_args.peer),
+            // Half a key pair is a configuration error, never a silent
+            // fall back to the unauthenticated test.
+            (Some(_), Some(_), None) | (Some(_), None, Some(_)) => Err(
+                alloc::string::String::from("nexus.key and nexus.peer_key must be given together"),
+            ),
+            (Some(net), None, None) => pair::run(&rt, net, role, net_args.peer),
             (None, _, _) => Err(alloc::string::String::from(
                 "pair test needs a virtio-net device and nexus.ip",
             )),

@@ -31,8 +31,8 @@ impl Role {
     }
 }
 
-/// The network words of the boot arguments.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The network words of the boot arguments. `Debug` never shows the key.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct NetArgs {
     /// `nexus.role`.
     pub role: Option<Role>,
@@ -66,7 +66,7 @@ pub fn redacted(args: &str) -> alloc::string::String {
 
 /// Parses 64 hex digits.
 pub fn parse_key(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; 32];
@@ -75,6 +75,19 @@ pub fn parse_key(s: &str) -> Option<[u8; 32]> {
         *o = u8::from_str_radix(pair, 16).ok()?;
     }
     Some(out)
+}
+
+impl core::fmt::Debug for NetArgs {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("NetArgs")
+            .field("role", &self.role)
+            .field("ip", &self.ip)
+            .field("mac", &self.mac)
+            .field("peer", &self.peer)
+            .field("key", &self.key.map(|_| "<redacted>"))
+            .field("peer_key", &self.peer_key)
+            .finish()
+    }
 }
 
 /// A malformed network boot argument: the key whose value did not parse.
@@ -172,6 +185,16 @@ impl core::fmt::Display for MacDisplay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_exactly_64_hex_digits_and_hidden_from_debug() {
+        let hex = "a1".repeat(32);
+        assert_eq!(parse_key(&hex), Some([0xa1; 32]));
+        assert_eq!(parse_key(&format!("+{}", &hex[1..])), None);
+        assert_eq!(parse_key(&hex[..62]), None);
+        let a = net_args(&format!("nexus.key={hex}")).unwrap();
+        assert!(!format!("{a:?}").contains("a1a1"));
+    }
 
     #[test]
     fn the_device_secret_never_reaches_the_console() {

@@ -24,7 +24,7 @@ use dsoftbus::policy::Acl;
 use nexus_bounds::Clock;
 
 use crate::bootargs::Role;
-use crate::net::{Net, TcpHandle};
+use crate::net::{Net, TcpHandle, TcpState};
 use crate::pair::{close, connect, is_open, report, send_all};
 use crate::pairproto::{expected_checksum, ByteStream, Fnv1a64, PORT, SEED, STREAM_BYTES};
 use crate::runtime::Runtime;
@@ -37,6 +37,9 @@ const STREAMS: [&str; 4] = [BULK, "obs.logs", "obs.metrics", "trace"];
 const TRACEPARENT: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 /// Guest time for everything after connecting.
 const EXCHANGE_TIMEOUT_NS: u64 = 60_000_000_000;
+/// Guest time one incoming handshake may take before B drops it and
+/// listens again (a silent or stalled dialer cannot hold the port).
+const HANDSHAKE_TIMEOUT_NS: u64 = 5_000_000_000;
 const CHUNK: usize = 16 * 1024;
 
 /// Where fresh handshake seeds come from (virtio-rng).
@@ -90,6 +93,13 @@ fn pump(
     if n > 0 {
         link.on_bytes(buf.get(..n).unwrap_or_default(), now, acl)
             .map_err(|e| format!("link: {e}"))?;
+    } else if !sock.may_recv()
+        && !matches!(
+            sock.state(),
+            TcpState::Listen | TcpState::SynReceived | TcpState::SynSent
+        )
+    {
+        return Err(String::from("the peer closed the connection"));
     }
     link.tick(now);
     if let Some(e) = link.closed() {
@@ -239,17 +249,29 @@ fn node_b(
         let sock = net.listen(PORT).map_err(|e| format!("listen: {e:?}"))?;
         let mut link = Link::accept(key, seed(seeds)?, LinkConfig::default())
             .map_err(|e| format!("accept: {e}"))?;
+        // Wait for a dialer (bounded by the whole exchange), then give its
+        // handshake its own short deadline.
+        rt.wait_until(EXCHANGE_TIMEOUT_NS, || sock.state() != TcpState::Listen);
+        let hs_deadline = rt
+            .clock()
+            .now_ns()
+            .saturating_add(HANDSHAKE_TIMEOUT_NS)
+            .min(deadline);
         let up = loop {
-            match pump(rt, &sock, &mut link, acl, &mut buf, deadline) {
+            match pump(rt, &sock, &mut link, acl, &mut buf, hs_deadline) {
                 Ok(()) if link.peer().is_some() => break true,
                 Ok(()) => {}
                 Err(e) => {
                     if let Some(id) = link.refused_peer() {
                         console::line(&format!("dsoftbus: acl deny {id}"));
                         denied = true;
-                        break false;
+                    } else {
+                        kprintln!("dsoftbus: handshake dropped: {e}");
                     }
-                    return Err(e);
+                    if rt.clock().now_ns() >= deadline {
+                        return Err(e);
+                    }
+                    break false;
                 }
             }
         };
@@ -285,7 +307,7 @@ fn node_b(
                     kprintln!("dsoftbus: stream {s} '{name}' opened, trace context {t:?}");
                     stream = Some(s);
                 }
-                Event::Closed { .. } => peer_closed = true,
+                Event::Closed { stream: c } if Some(c) == stream => peer_closed = true,
                 _ => {}
             }
         }
@@ -313,8 +335,18 @@ fn node_b(
     let (l, c) = reply.split_at_mut(8);
     l.copy_from_slice(&got.to_le_bytes());
     c.copy_from_slice(&sum.to_le_bytes());
+    // All 16 bytes must be accepted (the credit may need a round trip).
+    let mut sent = 0;
+    while sent < reply.len() {
+        let mux = link.mux().ok_or_else(|| String::from("no mux"))?;
+        sent += mux
+            .send(s, reply.get(sent..).unwrap_or_default())
+            .map_err(|e| format!("reply: {e:?}"))?;
+        if sent < reply.len() {
+            pump(rt, &sock, &mut link, acl, &mut buf, deadline)?;
+        }
+    }
     let mux = link.mux().ok_or_else(|| String::from("no mux"))?;
-    mux.send(s, &reply).map_err(|e| format!("reply: {e:?}"))?;
     mux.close(s).map_err(|e| format!("close: {e:?}"))?;
     // Until A hangs up (or a bounded while).
     while is_open(sock.state()) && sock.may_recv() {

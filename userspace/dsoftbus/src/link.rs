@@ -1,8 +1,13 @@
 //! One connection between two devices: the Noise handshake, then an
 //! encrypted session carrying mux v2 frames. Sans-I/O: feed it the bytes
 //! the transport received, send what [`Link::poll_transmit`] returns. The
-//! ACL is consulted with the authenticated peer id twice: when the peer's
-//! static key is learned (connect), and for every stream it opens.
+//! ACL is consulted with the authenticated peer id: by the accepting side
+//! when the dialer's static key is proven (the dialer itself pins the key
+//! of the device it dials), and on both sides for every stream the peer
+//! opens.
+//!
+//! Mux frames always fit a record: once the session is up, the mux's frame
+//! payload is capped to what the record size both sides agreed allows.
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -10,7 +15,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::identity::{DeviceId, DeviceKey};
-use crate::mux::{Mux, MuxConfig, MuxError, Role};
+use crate::mux::{wire, Mux, MuxConfig, MuxError, Role};
 use crate::policy::Acl;
 use crate::session::{CloseReason, Handshake, Session, SessionConfig};
 
@@ -154,7 +159,15 @@ impl Link {
                     Ok(Some(mut session)) => {
                         // Records that came with the last handshake message.
                         let recs = session.on_bytes(&[]);
-                        let mux = Mux::new(self.role, self.mux_cfg, now_ns);
+                        let mut cfg = self.mux_cfg;
+                        // Records too small for a full OPEN cannot carry the mux.
+                        if session.max_send() < wire::MAX_OPEN_LEN {
+                            return Err(self.close(LinkError::Session(CloseReason::TooLarge)));
+                        }
+                        let room = session.max_send().saturating_sub(wire::DATA_HEADER_LEN);
+                        let room = u16::try_from(room).unwrap_or(u16::MAX);
+                        cfg.max_frame_payload = cfg.max_frame_payload.min(room);
+                        let mux = Mux::new(self.role, cfg, now_ns);
                         self.state = State::Up(Box::new(Up { session, mux }));
                         recs
                     }

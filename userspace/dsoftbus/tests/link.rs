@@ -275,3 +275,30 @@ fn a_peer_that_disappears_times_out_and_everything_is_freed() {
     assert!(p.b.closed().is_some(), "timed out");
     assert!(p.b.mux().is_none());
 }
+
+#[test]
+fn mux_frames_always_fit_the_agreed_record_size() {
+    // B accepts records of at most 1024 bytes; the mux default is 4096.
+    let (ka, kb) = (key(1), key(2));
+    let small = LinkConfig {
+        session: dsoftbus::session::SessionConfig { max_record: 1024 },
+        ..LinkConfig::default()
+    };
+    let mut p = Pair::new(LinkConfig::default());
+    p.b = Link::accept(&kb, [8; 32], small).unwrap();
+    p.a = Link::dial(&ka, kb.public(), [7; 32], LinkConfig::default()).unwrap();
+    p.pump();
+    let s = p.a.mux().unwrap().open("obs.logs", 0, None).unwrap();
+    p.pump();
+    let data = vec![7u8; 20_000];
+    let mut sent = 0;
+    let mut got = 0;
+    let mut buf = vec![0u8; 4096];
+    while got < data.len() {
+        sent += p.a.mux().unwrap().send(s, &data[sent..]).unwrap();
+        p.pump();
+        got += p.b.mux().unwrap().recv(s, &mut buf).unwrap();
+        p.pump();
+        assert!(p.a.closed().is_none() && p.b.closed().is_none());
+    }
+}
