@@ -159,6 +159,24 @@ impl Header {
     pub fn is_reply(&self) -> bool {
         self.op & REPLY_BIT != 0
     }
+
+    /// The header of a request of protocol `magic`/`version`.
+    pub const fn request(magic: [u8; 2], version: u8, op: u8, nonce: u64) -> Header {
+        Header {
+            magic,
+            version,
+            op,
+            nonce,
+        }
+    }
+
+    /// Whether a frame with this header may be answered at all: never a
+    /// reply (two servers would bounce frames forever) and never the
+    /// protocol's one-way op (its sender does not read replies). Every
+    /// server applies this, also to frames it refuses.
+    pub fn wants_reply(&self, oneway_op: u8) -> bool {
+        !self.is_reply() && self.op != oneway_op
+    }
 }
 
 /// A cursor over untrusted bytes. Every read checks the length first and
@@ -289,6 +307,14 @@ mod tests {
         assert_eq!(back.reply().nonce, h.nonce);
         assert_eq!(Header::parse(&v, *b"MX"), Err(WireError::BadMagic));
         assert_eq!(Header::parse(&v[..11], *b"LG"), Err(WireError::Truncated));
+    }
+
+    #[test]
+    fn replies_and_one_way_requests_are_never_answered() {
+        let req = Header::request(*b"LG", 1, 1, 9);
+        assert!(req.wants_reply(4));
+        assert!(!Header { op: 4, ..req }.wants_reply(4), "one-way op");
+        assert!(!req.reply().wants_reply(4), "a reply");
     }
 
     #[test]

@@ -178,12 +178,7 @@ fn decode_query(r: &mut Reader<'_>) -> Result<QueryRequest, WireError> {
 }
 
 fn header(op: u8, nonce: u64) -> Header {
-    Header {
-        magic: MAGIC,
-        version: VERSION,
-        op,
-        nonce,
-    }
+    Header::request(MAGIC, VERSION, op, nonce)
 }
 
 /// Encodes an APPEND (or one-way APPEND). Fails only if a string is longer

@@ -293,12 +293,7 @@ pub fn decode_request(frame: &[u8]) -> Result<(Header, Request<'_>), RequestErro
 }
 
 fn header(op: u8, nonce: u64) -> Header {
-    Header {
-        magic: MAGIC,
-        version: VERSION,
-        op,
-        nonce,
-    }
+    Header::request(MAGIC, VERSION, op, nonce)
 }
 
 fn put_pairs(out: &mut Vec<u8>, pairs: &[(&str, &str)]) -> Result<(), WireError> {

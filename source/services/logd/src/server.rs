@@ -159,10 +159,10 @@ impl Logd {
     /// (its sender never reads replies).
     fn refuse(&mut self, h: &Header, status: Status) -> Handled {
         let out = self.answer(h, Reply::Rejected(status));
-        if h.is_reply() || h.op == proto::op::APPEND_ONEWAY {
-            Handled { reply: None, ..out }
-        } else {
+        if h.wants_reply(proto::op::APPEND_ONEWAY) {
             out
+        } else {
+            Handled { reply: None, ..out }
         }
     }
 

@@ -289,10 +289,10 @@ impl Metricsd {
 
     fn refuse(&mut self, h: &Header, s: Status) -> Handled {
         let out = self.answer(h, Reply::Rejected(s));
-        if h.is_reply() || h.op == proto::op::BATCH_ONEWAY {
-            Handled { reply: None, ..out }
-        } else {
+        if h.wants_reply(proto::op::BATCH_ONEWAY) {
             out
+        } else {
+            Handled { reply: None, ..out }
         }
     }
 
