@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use logd::host::{load_recipe, serve, SystemClock};
-use logd::Logd;
+use logd::host::{load_recipe, SystemClock};
+use logd::{Logd, LogdService};
+use nexus_svc::host::serve;
+use nexus_svc::{InMemory, Links, Shell};
 use nexus_ipc::host::HostBus;
 use nexus_ipc::router::RouterConfig;
 use nexus_ipc::Endpoint;
@@ -60,20 +62,14 @@ fn run() -> Result<(), String> {
         .iter()
         .filter_map(|n| bus.lookup(n))
         .collect::<Vec<_>>();
-    let mut logd = Logd::new(cfg, router.max_frame_bytes, readers).map_err(|e| format!("{e:?}"))?;
+    let logd = Logd::new(cfg, router.max_frame_bytes, readers).map_err(|e| format!("{e:?}"))?;
     let logd_id = logd_ep.id();
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = Arc::clone(&stop);
     let server = std::thread::spawn(move || {
         let clock = SystemClock::default();
-        serve(
-            &mut logd,
-            &mut logd_ep,
-            &clock,
-            &mut logd::persist::InMemory,
-            &stop2,
-            10_000_000,
-        );
+        let mut shell = Shell::new(LogdService::new(logd), InMemory, Links::new());
+        serve(&mut shell, &mut logd_ep, &clock, &stop2, 10_000_000, &mut |_| {});
     });
 
     let ep = |name: &str| bus.endpoint(name).map_err(|e| format!("{name}: {e:?}"));

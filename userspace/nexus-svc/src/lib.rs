@@ -185,6 +185,10 @@ pub trait Service {
 
     /// Current values of [`Service::self_metrics`], in the same order.
     fn self_metric_values(&self, _now_ns: u64, _out: &mut Vec<i64>) {}
+
+    /// Drops whatever is waiting for persistence (a node without a disk:
+    /// [`InMemory`] calls it every step, so nothing piles up).
+    fn discard_unsaved(&mut self);
 }
 
 /// Where a service's state goes besides memory. The shell calls
@@ -202,8 +206,9 @@ pub trait Persist<S: ?Sized> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct InMemory;
 
-impl<S: ?Sized> Persist<S> for InMemory {
-    fn save(&mut self, _svc: &mut S) -> u32 {
+impl<S: Service + ?Sized> Persist<S> for InMemory {
+    fn save(&mut self, svc: &mut S) -> u32 {
+        svc.discard_unsaved();
         0
     }
     fn flush(&mut self) -> bool {
@@ -211,9 +216,12 @@ impl<S: ?Sized> Persist<S> for InMemory {
     }
 }
 
-impl<S: ?Sized, P: Persist<S>> Persist<S> for Option<P> {
+impl<S: Service + ?Sized, P: Persist<S>> Persist<S> for Option<P> {
     fn save(&mut self, svc: &mut S) -> u32 {
-        self.as_mut().map_or(0, |p| p.save(svc))
+        match self.as_mut() {
+            Some(p) => p.save(svc),
+            None => InMemory.save(svc),
+        }
     }
     fn flush(&mut self) -> bool {
         self.as_mut().is_none_or(|p| p.flush())

@@ -82,6 +82,12 @@ impl<S: Service, P: Persist<S>> Shell<S, P> {
         &mut self.persist
     }
 
+    /// The service and its persistence, back (tests reopen a store to
+    /// simulate a reboot).
+    pub fn into_parts(self) -> (S, P) {
+        (self.svc, self.persist)
+    }
+
     /// The shell's counters.
     pub fn stats(&self) -> ShellStats {
         self.stats

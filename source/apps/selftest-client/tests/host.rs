@@ -10,9 +10,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use logd::host::serve;
+use nexus_svc::host::serve;
+use nexus_svc::{Links, Shell};
 use logd::persist::JournalStore;
-use logd::{Config, Logd};
+use logd::{Config, Logd, LogdService};
 use nexus_bounds::ManualClock;
 use nexus_ipc::host::HostBus;
 use nexus_ipc::router::RouterConfig;
@@ -47,15 +48,9 @@ fn boot(disk: MemDisk) -> (MemDisk, u32, Vec<String>, Result<(), Failure>) {
         // A clock that does not move: the flood meets an empty bucket
         // deterministically.
         let clock = ManualClock::new(1);
-        serve(
-            &mut logd,
-            &mut logd_ep,
-            &clock,
-            &mut store,
-            &stop2,
-            1_000_000,
-        );
-        store.into_device()
+        let mut shell = Shell::new(LogdService::new(logd), store, Links::new());
+        serve(&mut shell, &mut logd_ep, &clock, &stop2, 1_000_000, &mut |_| {});
+        shell.into_parts().1.into_device()
     });
     let mut main = LogdClient::new(main_ep, logd_id, TIMEOUT);
     let mut flood = LogdClient::new(flood_ep, logd_id, TIMEOUT);

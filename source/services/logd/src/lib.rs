@@ -3,11 +3,10 @@
 //! * [`config`]: every bound, mirrored by `recipes/observability/logd.toml`.
 //! * [`journal`]: records bounded by count and bytes, fair retention.
 //! * [`server`]: decode → decide → encode for APPEND / QUERY / STATS.
-//! * [`service`]: the I/O step shared by the OS task and host harnesses,
-//!   with logd's self-reporting to metricsd.
+//! * [`service`]: logd on the service contract (`nexus_svc`): handle,
+//!   persistence hand-off, self-metrics for metricsd.
 //! * [`persist`]: the journal on the state store (WAL-style append, compaction, restore).
-//! * `host` (feature `std`): the I/O loop over the in-process bus, and the
-//!   TOML recipe loader.
+//! * `host` (feature `std`): the TOML recipe loader and a system clock.
 //!
 //! The wire contract lives in `nexus_log::proto`, shared with clients.
 #![no_std]
@@ -27,3 +26,4 @@ pub mod service;
 
 pub use config::Config;
 pub use server::{Handled, Logd};
+pub use service::LogdService;

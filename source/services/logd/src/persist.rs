@@ -14,31 +14,18 @@ use nexus_log::proto::{decode_record_bytes, encode_record};
 use nexus_log::Record;
 use nexus_store::{BlockDevice, MountReport, StateStore, StoreError};
 
+use nexus_svc::Persist;
+
 use crate::server::Logd;
+use crate::service::LogdService;
 
-/// Where accepted records go besides the in-memory journal. The I/O loops
-/// (host and OS) call it after each append and after each batch.
-pub trait Persist {
-    /// Record `id` was just appended to `logd`'s journal.
-    fn on_appended(&mut self, logd: &Logd, id: u64);
-    /// End of a batch: write what is buffered. Returns false on failure.
-    fn flush(&mut self) -> bool;
-}
-
-/// No persistence: the journal lives in memory only.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct InMemory;
-
-impl Persist for InMemory {
-    fn on_appended(&mut self, _logd: &Logd, _id: u64) {}
-    fn flush(&mut self) -> bool {
-        true
-    }
-}
-
-impl<D: BlockDevice> Persist for JournalStore<D> {
-    fn on_appended(&mut self, logd: &Logd, id: u64) {
-        JournalStore::on_appended(self, logd, id);
+impl<D: BlockDevice> Persist<LogdService> for JournalStore<D> {
+    fn save(&mut self, svc: &mut LogdService) -> u32 {
+        let ids = svc.take_unsaved();
+        for id in &ids {
+            self.on_appended(&svc.logd, *id);
+        }
+        u32::try_from(ids.len()).unwrap_or(u32::MAX)
     }
     fn flush(&mut self) -> bool {
         JournalStore::flush(self).is_ok()
@@ -152,16 +139,4 @@ fn encode(r: &Record) -> Vec<u8> {
     let mut buf = Vec::with_capacity(r.wire_len());
     encode_record(&mut buf, r);
     buf
-}
-
-/// An optional store: `None` persists nothing (no disk on this machine).
-impl<P: Persist> Persist for Option<P> {
-    fn on_appended(&mut self, logd: &Logd, id: u64) {
-        if let Some(p) = self {
-            p.on_appended(logd, id);
-        }
-    }
-    fn flush(&mut self) -> bool {
-        self.as_mut().is_none_or(Persist::flush)
-    }
 }

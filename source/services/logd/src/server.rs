@@ -317,6 +317,15 @@ impl Logd {
             alloc::vec![self.journal.sender(requester)]
         };
         Stats {
+            senders,
+            ..self.totals()
+        }
+    }
+
+    /// The totals of the STATS view, without per-sender rows (logd's own
+    /// metrics).
+    pub fn totals(&self) -> Stats {
+        Stats {
             records: self.journal.len() as u64,
             bytes: self.journal.bytes(),
             max_records: u64::from(self.cfg.journal.max_records),
@@ -328,7 +337,7 @@ impl Logd {
             replies_dropped: self.replies_dropped,
             senders_tracked: self.rates.len() as u64,
             sender_evictions: self.rates.evictions(),
-            senders,
+            senders: Vec::new(),
         }
     }
 }

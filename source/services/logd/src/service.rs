@@ -1,17 +1,21 @@
-//! The I/O step shared by the OS task and the host harnesses: drain the
-//! endpoint, handle each frame, persist appends, reply, and report logd's
-//! own counters to metricsd (without ever waiting for it).
+//! logd on the service contract (`nexus_svc::Service`): the core handles a
+//! frame, the records it appended wait for the shell's persistence step,
+//! and logd's own counters are declared for the shell to report to
+//! metricsd. The same code runs on the OS node, the host test node and a
+//! host thread.
 
-use nexus_ipc::{Endpoint, ServiceId};
-use nexus_log::proto::Status;
-use nexus_metrics::reporter::{Reporter, Spec};
+use alloc::vec::Vec;
+
+use nexus_ipc::ServiceId;
+use nexus_metrics::reporter::Spec;
 use nexus_metrics::MetricKind;
+use nexus_svc::{Ctx, Event, Service};
+use nexus_wire::Status;
 
-use crate::persist::Persist;
 use crate::server::Logd;
 
-/// How often logd reports its counters to metricsd.
-pub const REPORT_INTERVAL_NS: u64 = 1_000_000_000;
+/// The name logd registers and prints under.
+pub const NAME: &str = "logd";
 
 /// The metrics logd reports about itself.
 pub const SELF_METRICS: [Spec; 6] = [
@@ -41,100 +45,84 @@ pub const SELF_METRICS: [Spec; 6] = [
     },
 ];
 
-/// logd with its persistence and its self-reporting.
+/// logd as a service: the core plus the ids appended since the last
+/// persistence step (at most one step's frames, bounded by the router's
+/// queue).
 #[derive(Debug)]
-pub struct LogdService<P> {
+pub struct LogdService {
     /// The service core.
     pub logd: Logd,
-    persist: P,
-    reporter: Option<Reporter>,
-    last_report_ns: Option<u64>,
-    replies_dropped: u64,
+    unsaved: Vec<u64>,
 }
 
-impl<P: Persist> LogdService<P> {
-    /// Wraps `logd` and its persistence.
-    pub fn new(logd: Logd, persist: P) -> Self {
+impl LogdService {
+    /// Wraps `logd`.
+    pub fn new(logd: Logd) -> Self {
         Self {
             logd,
-            persist,
-            reporter: None,
-            last_report_ns: None,
-            replies_dropped: 0,
+            unsaved: Vec::new(),
         }
     }
 
-    /// Starts reporting logd's own metrics to metricsd at `metricsd`.
-    pub fn report_to(&mut self, metricsd: ServiceId) {
-        self.reporter = Some(Reporter::new(metricsd, &SELF_METRICS));
+    /// Takes the ids of the records appended since the last call, oldest
+    /// first (the persistence writes them).
+    pub fn take_unsaved(&mut self) -> Vec<u64> {
+        core::mem::take(&mut self.unsaved)
+    }
+}
+
+impl Service for LogdService {
+    fn name(&self) -> &'static str {
+        NAME
     }
 
-    /// The persistence (e.g. to take the device back in tests).
-    pub fn persist(&mut self) -> &mut P {
-        &mut self.persist
+    fn handle(&mut self, cx: &mut Ctx<'_>, sender: ServiceId, frame: &[u8]) {
+        let h = self.logd.handle(cx.now_ns(), sender, frame);
+        if let Some(id) = h.appended {
+            self.unsaved.push(id);
+        }
+        if let Some(reply) = &h.reply {
+            if cx.send(sender, reply).is_err() {
+                self.logd.note_reply_dropped();
+            }
+        }
+        if let Some(s) = h.status.filter(|s| *s != Status::Ok) {
+            cx.event(Event::Rejected(s));
+        }
     }
 
-    /// Handles everything queued at `now_ns`. `on_status` sees the outcome
-    /// of every request (e.g. to print markers). Returns the frames handled.
-    pub fn step<E: Endpoint>(
-        &mut self,
-        ep: &mut E,
-        now_ns: u64,
-        on_status: &mut dyn FnMut(Status),
-    ) -> u32 {
-        let mut frames = 0;
-        while let Some(frame) = ep.try_recv() {
-            frames += 1;
-            if self.reporter.as_mut().is_some_and(|r| r.on_frame(&frame)) {
-                continue;
-            }
-            let h = self.logd.handle(now_ns, frame.meta.sender, &frame.bytes);
-            if let Some(id) = h.appended {
-                self.persist.on_appended(&self.logd, id);
-            }
-            if let Some(reply) = &h.reply {
-                if ep.send(frame.meta.sender, reply).is_err() {
-                    self.logd.note_reply_dropped();
-                    self.replies_dropped += 1;
-                }
-            }
-            if let Some(s) = h.status {
-                on_status(s);
-            }
-        }
-        if frames > 0 {
-            self.persist.flush();
-        }
-        let due = self
-            .last_report_ns
-            .is_none_or(|t| now_ns.saturating_sub(t) >= REPORT_INTERVAL_NS);
-        if let (true, Some(rep)) = (due, self.reporter.as_mut()) {
-            self.last_report_ns = Some(now_ns);
-            let s = self.logd.stats_for(ep.id());
-            let r = s.rejects;
-            let rejected = [
-                r.malformed,
-                r.unsupported,
-                r.invalid_args,
-                r.over_limit,
-                r.rate_limited,
-                r.denied,
-            ]
-            .iter()
-            .fold(0u64, |a, b| a.saturating_add(*b));
-            let v = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
-            rep.report(
-                ep,
-                &[
-                    v(s.records),
-                    v(s.bytes),
-                    v(s.appended),
-                    v(s.evicted),
-                    v(rejected),
-                    v(s.identity_spoofs),
-                ],
-            );
-        }
-        frames
+    fn discard_unsaved(&mut self) {
+        self.unsaved.clear();
     }
+
+    fn self_metrics(&self) -> &'static [Spec] {
+        &SELF_METRICS
+    }
+
+    fn self_metric_values(&self, _now_ns: u64, out: &mut Vec<i64>) {
+        let s = self.logd.totals();
+        let v = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
+        out.extend_from_slice(&[
+            v(s.records),
+            v(s.bytes),
+            v(s.appended),
+            v(s.evicted),
+            v(rejected_total(&s)),
+            v(s.identity_spoofs),
+        ]);
+    }
+}
+
+fn rejected_total(s: &nexus_log::proto::Stats) -> u64 {
+    let r = &s.rejects;
+    [
+        r.malformed,
+        r.unsupported,
+        r.invalid_args,
+        r.over_limit,
+        r.rate_limited,
+        r.denied,
+    ]
+    .iter()
+    .fold(0u64, |a, b| a.saturating_add(*b))
 }

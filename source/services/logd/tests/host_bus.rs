@@ -11,8 +11,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use logd::host::serve;
-use logd::{Config, Logd};
+use logd::{Config, Logd, LogdService};
+use nexus_svc::host::serve;
+use nexus_svc::{InMemory, Links, Shell};
 use nexus_bounds::ManualClock;
 use nexus_ipc::host::HostBus;
 use nexus_ipc::router::RouterConfig;
@@ -46,19 +47,13 @@ fn start(cfg: Config, queue_depth: usize) -> Running {
     let mut ep = bus.endpoint("logd").unwrap();
     let reader = bus.endpoint("logd-reader").unwrap();
     let reader_id = reader.id();
-    let mut logd = Logd::new(cfg, RouterConfig::default().max_frame_bytes, [reader_id]).unwrap();
+    let logd = Logd::new(cfg, RouterConfig::default().max_frame_bytes, [reader_id]).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = Arc::clone(&stop);
     let thread = std::thread::spawn(move || {
         let clock = ManualClock::new(1_000);
-        serve(
-            &mut logd,
-            &mut ep,
-            &clock,
-            &mut logd::persist::InMemory,
-            &s2,
-            1_000_000,
-        );
+        let mut shell = Shell::new(LogdService::new(logd), InMemory, Links::new());
+        serve(&mut shell, &mut ep, &clock, &s2, 1_000_000, &mut |_| {});
     });
     Running {
         bus,

@@ -6,7 +6,7 @@
 //! * [`rollup`] and [`retention`]: raw → 10 s → 60 s segments, by time, and their TTL.
 //! * [`expo`]: Prometheus text exposition.
 //! * [`server`]: decode → decide → encode, and the periodic tick.
-//! * [`service`]: the I/O step shared by the host server and the OS task.
+//! * [`service`]: metricsd on the service contract (`nexus_svc`), exporting to logd.
 //! * [`persist`]: WAL, segments and registrations on the state store.
 //!
 //! The wire contract is `nexus_metrics::proto`, shared with clients.
@@ -28,4 +28,5 @@ pub mod service;
 pub mod spans;
 
 pub use config::Config;
+pub use service::MetricsdService;
 pub use server::{Export, Handled, Metricsd, Persisted};

@@ -24,10 +24,12 @@ use nexus_ipc::wire::{put_bytes_u8, Reader};
 use nexus_ipc::ServiceId;
 use nexus_metrics::{Buckets, Labels, MetricKind, MetricName};
 use nexus_store::{BlockDevice, MountReport, StateStore, StoreError};
+use nexus_svc::Persist;
 
 use crate::registry::Registration;
 use crate::rollup::{Segment, Tier, SEGMENT_TAG};
 use crate::server::{Metricsd, Persisted};
+use crate::service::MetricsdService;
 
 const REGISTER_TAG: u8 = b'R';
 const SAMPLE_TAG: u8 = b'W';
@@ -293,31 +295,9 @@ impl<D: BlockDevice> MetricsStore<D> {
     }
 }
 
-/// Where metricsd's persisted items go. The I/O loops (host and OS) call it
-/// after each batch of frames.
-pub trait Persist {
-    /// Takes what `m` produced since the last call; returns how many items.
-    fn write(&mut self, m: &mut Metricsd) -> usize;
-    /// Writes what is buffered; false on failure.
-    fn flush(&mut self) -> bool;
-}
-
-/// No persistence: items are dropped (rollups still work in memory).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct InMemory;
-
-impl Persist for InMemory {
-    fn write(&mut self, m: &mut Metricsd) -> usize {
-        m.drain_persisted().len()
-    }
-    fn flush(&mut self) -> bool {
-        true
-    }
-}
-
-impl<D: BlockDevice> Persist for MetricsStore<D> {
-    fn write(&mut self, m: &mut Metricsd) -> usize {
-        MetricsStore::write(self, m)
+impl<D: BlockDevice> Persist<MetricsdService> for MetricsStore<D> {
+    fn save(&mut self, svc: &mut MetricsdService) -> u32 {
+        u32::try_from(MetricsStore::write(self, &mut svc.core)).unwrap_or(u32::MAX)
     }
     fn flush(&mut self) -> bool {
         MetricsStore::flush(self).is_ok()

@@ -1,83 +1,126 @@
-//! The I/O step shared by the host server and the OS task: drain the
-//! endpoint, handle each frame, reply, run the periodic tick, persist, and
-//! hand exports to a logger (a `LogdSink` in practice). One function, so
-//! the code the host tests run is the code that boots.
+//! metricsd on the service contract (`nexus_svc::Service`): frames are
+//! handled by the core, the tick rolls up and expires, and the records the
+//! core exports (snapshots, span ends) go to logd — the link named
+//! [`LOGD`] — as one-way APPENDs from metricsd's own identity. A record
+//! logd's queue cannot take now stays first in the core's bounded outbox.
 
-use alloc::borrow::Cow;
+use alloc::vec::Vec;
 
-use nexus_ipc::Endpoint;
-use nexus_log::{Event, Log};
-use nexus_metrics::proto::Status;
+use nexus_ipc::{SendError, ServiceId};
+use nexus_log::proto::{self, AppendRequest};
+use nexus_svc::{Ctx, Event, Service};
+use nexus_wire::Status;
 
-use crate::persist::Persist;
 use crate::server::Metricsd;
 
-/// What one step did.
+/// The name metricsd registers and prints under.
+pub const NAME: &str = "metricsd";
+/// The link exports go to.
+pub const LOGD: &str = "logd";
+
+/// Counters of the export path.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Step {
-    /// Frames handled.
-    pub frames: u32,
-    /// Records handed to the logger.
-    pub exported: u32,
-    /// Replies the transport refused (counted, not retried).
-    pub replies_dropped: u32,
+pub struct ExportStats {
+    /// Records sent to logd.
+    pub sent: u64,
+    /// Records dropped: no logd link, or not encodable, or the transport
+    /// refused for a reason other than a full queue.
+    pub dropped: u64,
+    /// Times logd's queue was full (the record waited for the next step).
+    pub deferred: u64,
 }
 
-/// Handles every queued frame at `now_ns`, then ticks, persists and exports.
-/// `export` hands one record to logd and says whether it was taken; a record
-/// not taken (logd's queue full) stays first in metricsd's bounded outbox
-/// for the next step. `on_reject` sees every refusal (frame or entry), e.g.
-/// to print markers.
-pub fn step<E: Endpoint, P: Persist>(
-    m: &mut Metricsd,
-    ep: &mut E,
-    now_ns: u64,
-    persist: &mut P,
-    export: &mut dyn FnMut(Event) -> bool,
-    on_reject: &mut dyn FnMut(Status),
-) -> Step {
-    let mut out = Step::default();
-    while let Some(frame) = ep.try_recv() {
-        out.frames += 1;
-        let h = m.handle(now_ns, frame.meta.sender, &frame.bytes);
-        if let Some(s) = h.status.filter(|s| *s != Status::Ok) {
-            on_reject(s);
+/// metricsd as a service.
+#[derive(Debug)]
+pub struct MetricsdService {
+    /// The core.
+    pub core: Metricsd,
+    /// Added to the node's clock: the time replayed from the store, so
+    /// metricsd's time moves forward across reboots.
+    resume_ns: u64,
+    nonce: u64,
+    exports: ExportStats,
+}
+
+impl MetricsdService {
+    /// Wraps `core` (after its store was replayed into it).
+    pub fn new(core: Metricsd) -> Self {
+        let resume_ns = core.resume_ns();
+        Self {
+            core,
+            resume_ns,
+            nonce: 0,
+            exports: ExportStats::default(),
         }
-        for s in &h.entry_rejects {
-            on_reject(*s);
-        }
-        if let Some(reply) = &h.reply {
-            if ep.send(frame.meta.sender, reply).is_err() {
-                out.replies_dropped += 1;
+    }
+
+    /// metricsd's time for a node time.
+    pub fn time(&self, node_now_ns: u64) -> u64 {
+        self.resume_ns.saturating_add(node_now_ns)
+    }
+
+    /// Export counters.
+    pub fn export_stats(&self) -> ExportStats {
+        self.exports
+    }
+
+    fn export(&mut self, cx: &mut Ctx<'_>) {
+        while let Some(e) = self.core.next_export() {
+            let Some(logd) = cx.link(LOGD) else {
+                self.exports.dropped += 1;
+                continue;
+            };
+            let body = AppendRequest {
+                level: e.level.as_u8(),
+                target: e.target,
+                message: &e.message,
+                fields: e.fields.as_str(),
+            };
+            self.nonce = self.nonce.wrapping_add(1);
+            let Ok(frame) = proto::encode_append(self.nonce, true, &body) else {
+                self.exports.dropped += 1;
+                continue;
+            };
+            match cx.send(logd, &frame) {
+                Ok(()) => self.exports.sent += 1,
+                Err(SendError::QueueFull) => {
+                    self.exports.deferred += 1;
+                    self.core.requeue_export(e);
+                    break;
+                }
+                Err(_) => self.exports.dropped += 1,
             }
         }
     }
-    m.tick(now_ns);
-    if persist.write(m) > 0 {
-        persist.flush();
-    }
-    while let Some(e) = m.next_export() {
-        let event = Event {
-            level: e.level,
-            target: Cow::Borrowed(e.target),
-            key: e.target,
-            message: e.message.clone(),
-            fields: Ok(e.fields.clone()),
-        };
-        if !export(event) {
-            m.requeue_export(e);
-            break;
-        }
-        out.exported += 1;
-    }
-    out
 }
 
-/// An export function over any [`Log`] that always takes the record (for
-/// loggers that cannot refuse, e.g. in tests).
-pub fn into_log<L: Log>(log: &mut L) -> impl FnMut(Event) -> bool + '_ {
-    move |e| {
-        log.log(e);
-        true
+impl Service for MetricsdService {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn handle(&mut self, cx: &mut Ctx<'_>, sender: ServiceId, frame: &[u8]) {
+        let now = self.time(cx.now_ns());
+        let h = self.core.handle(now, sender, frame);
+        if let Some(s) = h.status.filter(|s| *s != Status::Ok) {
+            cx.event(Event::Rejected(s));
+        }
+        for s in &h.entry_rejects {
+            cx.event(Event::Rejected(*s));
+        }
+        if let Some(reply) = &h.reply {
+            // A refused reply is counted by the shell; nothing to retry.
+            let _ = cx.send(sender, reply);
+        }
+    }
+
+    fn tick(&mut self, cx: &mut Ctx<'_>) {
+        let now = self.time(cx.now_ns());
+        self.core.tick(now);
+        self.export(cx);
+    }
+
+    fn discard_unsaved(&mut self) {
+        let _: Vec<_> = self.core.drain_persisted();
     }
 }

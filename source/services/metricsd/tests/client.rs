@@ -9,10 +9,15 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use metricsd::persist::InMemory;
-use metricsd::service::{into_log, step};
-use metricsd::{Config, Metricsd};
-use nexus_bounds::{Clock, ManualClock};
+use std::borrow::Cow;
+
+use metricsd::service::LOGD;
+use metricsd::{Config, Metricsd, MetricsdService};
+use nexus_bounds::ManualClock;
+use nexus_log::proto::{decode_request, Request};
+use nexus_log::{Fields, Level};
+use nexus_svc::host::serve;
+use nexus_svc::{InMemory, Links, Shell};
 use nexus_ipc::host::HostBus;
 use nexus_ipc::router::RouterConfig;
 use nexus_ipc::Endpoint;
@@ -31,46 +36,55 @@ impl Log for Collect {
 
 struct Server {
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             t.join().unwrap();
         }
     }
 }
 
+/// metricsd on a host thread (the generic shell), exporting to a "logd"
+/// endpoint whose one-way APPENDs a second thread decodes into `log`.
 fn start(bus: &HostBus, log: Collect) -> Server {
     let mut ep = bus.endpoint("metricsd").unwrap();
+    let mut logd_ep = bus.endpoint("logd").unwrap();
+    let mut links = Links::new();
+    links.insert(LOGD, logd_ep.id());
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = Arc::clone(&stop);
-    let thread = std::thread::spawn(move || {
-        let mut m = Metricsd::new(Config::default()).unwrap();
-        let mut log = log;
+    let server = std::thread::spawn(move || {
+        let m = Metricsd::new(Config::default()).unwrap();
+        let mut shell = Shell::new(MetricsdService::new(m), InMemory, links);
         let clock = ManualClock::new(0);
-        while !s2.load(Ordering::Relaxed) {
-            // Block until a frame arrives, then process the queue.
-            if let Some(f) = ep.recv_timeout(1_000_000) {
-                let h = m.handle(clock.now_ns(), f.meta.sender, &f.bytes);
-                if let Some(r) = h.reply {
-                    let _ = ep.send(f.meta.sender, &r);
-                }
-            }
-            step(
-                &mut m,
-                &mut ep,
-                clock.now_ns(),
-                &mut InMemory,
-                &mut into_log(&mut log),
-                &mut |_| {},
-            );
+        serve(&mut shell, &mut ep, &clock, &s2, 1_000_000, &mut |_| {});
+    });
+    let s3 = Arc::clone(&stop);
+    let collector = std::thread::spawn(move || {
+        let mut log = log;
+        while !s3.load(Ordering::Relaxed) {
+            let Some(f) = logd_ep.recv_timeout(1_000_000) else {
+                continue;
+            };
+            let (_, Request::Append { oneway: true, body }) = decode_request(&f.bytes).unwrap()
+            else {
+                panic!("metricsd sent logd something else than a one-way APPEND");
+            };
+            log.log(Event {
+                level: Level::from_u8(body.level).unwrap(),
+                target: Cow::Owned(body.target.to_string()),
+                key: "export",
+                message: body.message.to_string(),
+                fields: Ok(Fields::parse(body.fields).unwrap()),
+            });
         }
     });
     Server {
         stop,
-        thread: Some(thread),
+        threads: vec![server, collector],
     }
 }
 
