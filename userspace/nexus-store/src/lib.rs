@@ -14,6 +14,8 @@
 //!   only once that half is complete.
 //! * [`StateStore::open_read_only`] reads an image without writing anything,
 //!   for host tools.
+//! * [`RegionTable`] names the regions of a disk (logd's, metricsd's, …)
+//!   and records their offsets in block 0, with the node's boot counter.
 //! * [`MemDisk`] is an in-memory [`BlockDevice`] for tests and host tools.
 //!
 //! The on-disk format and the memory bounds are described in
@@ -27,6 +29,7 @@ mod format;
 mod memdisk;
 mod part;
 mod store;
+mod table;
 
 use core::fmt;
 
@@ -34,6 +37,10 @@ pub use format::{ENTRY_HEADER_LEN, ENTRY_MAGIC, SUPER_MAGIC, VERSION};
 pub use memdisk::{MemDisk, MemDiskError};
 pub use part::{PartError, Region};
 pub use store::StateStore;
+pub use table::{
+    LayoutError, OpenReport, RegionEntry, RegionTable, MAX_REGIONS, NAME_LEN, TABLE_MAGIC,
+    TABLE_VERSION,
+};
 
 /// Size of one device block in bytes.
 pub const BLOCK_SIZE: usize = 512;

@@ -45,6 +45,16 @@ impl<D: BlockDevice> Region<D> {
             .collect()
     }
 
+    /// Blocks `[first, first + len)` of a shared device; `None` if that
+    /// range is not inside the device.
+    pub fn at(dev: Rc<RefCell<D>>, first: u64, len: u64) -> Option<Region<D>> {
+        let end = first.checked_add(len)?;
+        if end > dev.try_borrow().ok()?.block_count() {
+            return None;
+        }
+        Some(Region { dev, first, len })
+    }
+
     fn index(&self, i: u64) -> Option<u64> {
         (i < self.len).then(|| self.first + i)
     }
