@@ -1,5 +1,6 @@
 //! `kmain`: bring the runtime up, start logd, run the selftest, exit —
-//! or, booted with `nexus.role=a|b`, run the two-node pair test instead.
+//! or, booted with `nexus.role=a|b`, run selftest-client's two-node phase
+//! (`pair`, or `bus` with device keys) on the runtime's platform instead.
 
 use alloc::boxed::Box;
 
@@ -23,10 +24,11 @@ use crate::bootargs::{BadArg, Ipv4Display, MacDisplay, NetArgs};
 use crate::logd_task::LogdTask;
 use crate::metricsd_task::MetricsdTask;
 use crate::net::Net;
+use crate::platform::KernelPlatform;
 use crate::runtime::{RdtimeClock, Runtime};
 use crate::virtio::Rng;
 use crate::virtio::{Blk, Probed};
-use crate::{arch, bootargs, bus, console, dtb, heap, kprintln, pair, virtio};
+use crate::{arch, bootargs, console, dtb, heap, kprintln, platform, virtio};
 use dsoftbus::identity::DeviceKey;
 
 /// How long a client waits for a reply before giving up.
@@ -84,33 +86,32 @@ pub fn kmain(hart: usize, dtb_addr: usize) -> ! {
     let rt = Runtime::new(RouterConfig::default(), RdtimeClock::new(info.timebase_hz));
     let net = start_net(&rt, &net_args, nics.into_iter().next());
     if let Some(role) = net_args.role {
+        let rng = rngs.into_iter().next().and_then(|d| Rng::new(d.transport));
+        let p = KernelPlatform::new(&rt, rng);
         let result = match (&net, net_args.key, net_args.peer_key) {
-            (Some(net), Some(key), Some(peer_key)) => {
-                let mut rng = rngs.into_iter().next().and_then(|d| Rng::new(d.transport));
-                let mut seeds = || {
-                    let mut s = [0u8; 32];
-                    rng.as_mut().is_some_and(|r| r.fill(&mut s)).then_some(s)
-                };
-                bus::run(
-                    &rt,
-                    net,
-                    role,
-                    net_args.peer,
-                    DeviceKey::from_secret(key),
-                    peer_key,
-                    &mut seeds,
-                )
-            }
+            (Some(net), Some(key), Some(peer_key)) => selftest_client::bus::run(
+                &p,
+                net,
+                role.into(),
+                net_args.peer,
+                DeviceKey::from_secret(key),
+                peer_key,
+            ),
             // Half a key pair is a configuration error, never a silent
             // fall back to the unauthenticated test.
             (Some(_), Some(_), None) | (Some(_), None, Some(_)) => Err(
                 alloc::string::String::from("nexus.key and nexus.peer_key must be given together"),
             ),
-            (Some(net), None, None) => pair::run(&rt, net, role, net_args.peer),
+            (Some(net), None, None) => {
+                selftest_client::pair::run(&p, net, role.into(), net_args.peer)
+            }
             (None, _, _) => Err(alloc::string::String::from(
                 "pair test needs a virtio-net device and nexus.ip",
             )),
         };
+        if let Some(net) = &net {
+            platform::report(net);
+        }
         match result {
             Ok(()) => {
                 console::line("SELFTEST: end");

@@ -4,6 +4,9 @@
 //! the same traits the host backend implements — a console, a monotonic
 //! clock, a heap, an IPC router that stamps sender ids, a virtio-blk
 //! block device for the state store, and TCP/IP over virtio-net (`net`).
+//! Apps that need time, entropy or sockets get them through
+//! `nexus_svc::platform` (`platform`); the two-node proofs are
+//! selftest-client phases, not runtime code.
 //! Unsafe code lives in `arch`, `console`, `heap` and `virtio` only.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
@@ -12,8 +15,6 @@
 mod arch;
 #[cfg(target_os = "none")]
 mod boot;
-#[cfg(target_os = "none")]
-mod bus;
 // Pure parsing, built and unit-tested on the host too.
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 mod bootargs;
@@ -34,10 +35,7 @@ mod metricsd_task;
 #[cfg(target_os = "none")]
 mod net;
 #[cfg(target_os = "none")]
-mod pair;
-// The pair test's byte protocol, built and unit-tested on the host too.
-#[cfg_attr(not(target_os = "none"), allow(dead_code))]
-mod pairproto;
+mod platform;
 #[cfg(target_os = "none")]
 mod runtime;
 #[cfg(target_os = "none")]

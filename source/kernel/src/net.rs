@@ -1,12 +1,12 @@
 //! TCP/IP over virtio-net: a smoltcp `Interface` with one static IPv4
-//! address, and a small non-blocking TCP API for the rest of the runtime.
+//! address, offered to apps as `nexus_svc::platform::Network`.
 //!
 //! The stack is shared (`Rc<RefCell<…>>`) by a [`NetService`], which the
 //! scheduler polls with the other services (`Runtime::run_services_once`),
-//! and by [`TcpHandle`]s, which only move bytes in and out of socket
-//! buffers and never wait. An app waits for the network the way it waits
-//! for IPC: it loops on the scheduler until its condition holds
-//! (`Runtime::wait_until`). No interrupt is used: the receive ring is
+//! and by [`TcpHandle`]s (`TcpSocket`), which only move bytes in and out
+//! of socket buffers and never wait. An app waits for the network the way
+//! it waits for IPC: it loops on the scheduler until its condition holds
+//! (`Platform::wait_until`). No interrupt is used: the receive ring is
 //! polled.
 //!
 //! No `unsafe` here: the device is driven through virtio-drivers' safe
@@ -27,9 +27,7 @@ use virtio_drivers::device::net::{RxBuffer, TxBuffer};
 use crate::runtime::{Runtime, Service};
 use crate::virtio::NetDev;
 use nexus_bounds::Clock;
-
-/// The TCP states, as smoltcp names them.
-pub use smoltcp::socket::tcp::State as TcpState;
+use nexus_svc::platform::{NetError, Network, TcpSocket, TcpState};
 
 /// Prefix length of the static address: one /24 link.
 pub const PREFIX_LEN: u8 = 24;
@@ -41,19 +39,6 @@ pub const TCP_BUFFER_BYTES: usize = 64 * 1024;
 const MTU: usize = 1514;
 /// First local port of outgoing connections (the IANA dynamic range).
 const EPHEMERAL_FIRST: u16 = 49152;
-
-/// Why a TCP call was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NetError {
-    /// [`MAX_SOCKETS`] sockets exist already.
-    TooManySockets,
-    /// smoltcp refused to listen (port 0, or the socket was not closed).
-    Listen,
-    /// smoltcp refused to connect (no route, unspecified address, port 0).
-    Connect,
-    /// The stack is being polled (a re-entrant call).
-    Busy,
-}
 
 /// Frame counters of the device.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -190,7 +175,7 @@ impl Stack {
 
     fn add_tcp(&mut self) -> Result<SocketHandle, NetError> {
         if self.sockets.iter().count() >= MAX_SOCKETS {
-            return Err(NetError::TooManySockets);
+            return Err(NetError::NoSocket);
         }
         let s = tcp::Socket::new(
             tcp::SocketBuffer::new(vec![0u8; TCP_BUFFER_BYTES]),
@@ -289,14 +274,25 @@ impl Net {
             .map(|s| s.phy.stats.get())
             .unwrap_or_default()
     }
+}
+
+/// The runtime's stack as the platform's network: a busy stack (a
+/// re-entrant call) or a listen/connect smoltcp refuses (port 0, no
+/// route) is [`NetError::Refused`].
+impl Network for Net {
+    type Socket = TcpHandle;
+
+    fn ip(&self) -> [u8; 4] {
+        self.ip
+    }
 
     /// A socket listening on `port`; it accepts one connection.
-    pub fn listen(&self, port: u16) -> Result<TcpHandle, NetError> {
-        let mut st = self.stack.try_borrow_mut().map_err(|_| NetError::Busy)?;
+    fn listen(&self, port: u16) -> Result<TcpHandle, NetError> {
+        let mut st = self.stack.try_borrow_mut().map_err(|_| NetError::Refused)?;
         let h = st.add_tcp()?;
         if st.sockets.get_mut::<tcp::Socket>(h).listen(port).is_err() {
             st.sockets.remove(h);
-            return Err(NetError::Listen);
+            return Err(NetError::Refused);
         }
         Ok(TcpHandle {
             stack: Rc::clone(&self.stack),
@@ -305,9 +301,9 @@ impl Net {
     }
 
     /// A socket connecting to `ip:port` from the next ephemeral port. The
-    /// SYN leaves on the next poll; watch [`TcpHandle::state`].
-    pub fn connect(&self, ip: [u8; 4], port: u16) -> Result<TcpHandle, NetError> {
-        let mut st = self.stack.try_borrow_mut().map_err(|_| NetError::Busy)?;
+    /// SYN leaves on the next poll; watch the socket's state.
+    fn connect(&self, ip: [u8; 4], port: u16) -> Result<TcpHandle, NetError> {
+        let mut st = self.stack.try_borrow_mut().map_err(|_| NetError::Refused)?;
         let h = st.add_tcp()?;
         let local = st.ephemeral_port();
         let remote = (IpAddress::Ipv4(Ipv4Address::from(ip)), port);
@@ -318,12 +314,18 @@ impl Net {
             .is_err()
         {
             sockets.remove(h);
-            return Err(NetError::Connect);
+            return Err(NetError::Refused);
         }
         Ok(TcpHandle {
             stack: Rc::clone(&self.stack),
             handle: h,
         })
+    }
+
+    fn release(&self, socket: TcpHandle) {
+        if let Ok(mut st) = socket.stack.try_borrow_mut() {
+            st.sockets.remove(socket.handle);
+        }
     }
 }
 
@@ -364,7 +366,7 @@ pub struct TcpHandle {
 impl core::fmt::Debug for TcpHandle {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("TcpHandle")
-            .field("state", &self.state())
+            .field("state", &self.smol_state())
             .finish_non_exhaustive()
     }
 }
@@ -377,43 +379,49 @@ impl TcpHandle {
         }
     }
 
-    /// Queues as much of `data` as the send buffer takes; returns how many
-    /// bytes it took (0 when full or when the connection cannot send).
-    pub fn send(&self, data: &[u8]) -> usize {
+    fn smol_state(&self) -> tcp::State {
+        self.with(tcp::State::Closed, |s| s.state())
+    }
+}
+
+/// smoltcp's state as the platform names it.
+fn platform_state(s: tcp::State) -> TcpState {
+    match s {
+        tcp::State::Closed => TcpState::Closed,
+        tcp::State::Listen => TcpState::Listen,
+        tcp::State::SynSent => TcpState::SynSent,
+        tcp::State::SynReceived => TcpState::SynReceived,
+        tcp::State::Established => TcpState::Established,
+        tcp::State::CloseWait => TcpState::CloseWait,
+        tcp::State::FinWait1 | tcp::State::FinWait2 | tcp::State::Closing | tcp::State::LastAck => {
+            TcpState::Closing
+        }
+        tcp::State::TimeWait => TcpState::TimeWait,
+    }
+}
+
+impl TcpSocket for TcpHandle {
+    fn send(&mut self, data: &[u8]) -> usize {
         self.with(0, |s| s.send_slice(data).unwrap_or(0))
     }
 
-    /// Moves received bytes into `buf`; returns how many (0 when none are
-    /// buffered or the peer closed).
-    pub fn recv(&self, buf: &mut [u8]) -> usize {
+    fn recv(&mut self, buf: &mut [u8]) -> usize {
         self.with(0, |s| s.recv_slice(buf).unwrap_or(0))
     }
 
-    /// The connection's TCP state.
-    pub fn state(&self) -> TcpState {
-        self.with(TcpState::Closed, |s| s.state())
+    fn state(&self) -> TcpState {
+        platform_state(self.smol_state())
     }
 
-    /// Bytes queued or sent but not yet acknowledged by the peer.
-    pub fn send_pending(&self) -> usize {
+    fn send_pending(&self) -> usize {
         self.with(0, |s| s.send_queue())
     }
 
-    /// Whether bytes can still arrive (the peer has not closed its side).
-    pub fn may_recv(&self) -> bool {
+    fn may_recv(&self) -> bool {
         self.with(false, |s| s.may_recv())
     }
 
-    /// Closes our side gracefully: queued bytes go first, then FIN.
-    pub fn close(&self) {
+    fn close(&mut self) {
         self.with((), |s| s.close());
-    }
-
-    /// Frees the socket at once; a connection still open is dropped
-    /// without telling the peer (close first for a graceful end).
-    pub fn release(self) {
-        if let Ok(mut st) = self.stack.try_borrow_mut() {
-            st.sockets.remove(self.handle);
-        }
     }
 }

@@ -22,8 +22,13 @@ pub enum TcpState {
     Established,
     /// The peer closed its side; we may still send.
     CloseWait,
-    /// We closed our side (FIN-WAIT, CLOSING, LAST-ACK, TIME-WAIT).
+    /// We closed our side and the closing handshake is not finished
+    /// (FIN-WAIT, CLOSING, LAST-ACK).
     Closing,
+    /// Both sides closed and our FIN was acknowledged; the socket only
+    /// lingers to absorb stray segments. A closer waits for this (or
+    /// [`TcpState::Closed`]) to know the peer saw the end.
+    TimeWait,
 }
 
 impl TcpState {
@@ -51,6 +56,7 @@ impl fmt::Display for TcpState {
             TcpState::Established => "established",
             TcpState::CloseWait => "close-wait",
             TcpState::Closing => "closing",
+            TcpState::TimeWait => "time-wait",
         })
     }
 }

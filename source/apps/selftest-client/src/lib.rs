@@ -11,12 +11,23 @@
 //! | `SELFTEST: log query ok` | three records appended, then read back by QUERY with the sender id the transport stamped, and identical text and fields |
 //! | `SELFTEST: log persist pending` | first boot: nothing from an earlier boot exists yet |
 //! | `SELFTEST: log persist ok` | a later boot: the records the previous boot appended are in the journal again (restored from the state store), older than anything appended in this boot |
+//!
+//! The two-node phases run instead on a node booted with a role: [`pair`]
+//! (plain TCP) and [`bus`] (dsoftbus sessions and streams over TCP), with
+//! their byte protocol in [`pairproto`]. They are written against the
+//! platform traits of `nexus_svc::platform`, so the runtime only supplies
+//! time, a console, entropy and sockets.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+pub mod bus;
 pub mod metrics;
+pub mod pair;
+pub mod pairproto;
+
+pub use pair::Role;
 
 use alloc::format;
 use alloc::string::String;

@@ -1,5 +1,6 @@
-//! The two-node device-bus proof (`nexus.role=a|b` with `nexus.key` and
-//! `nexus.peer_key`): dsoftbus over TCP between two QEMU guests.
+//! The two-node device-bus phase: dsoftbus over TCP between two nodes,
+//! written against the platform traits (the QEMU runtime boots it with
+//! `nexus.role=a|b`, `nexus.key` and `nexus.peer_key`).
 //!
 //! Node B listens. Node A first dials with a third, unlisted identity
 //! (derived from its own key), which B must refuse during the handshake —
@@ -21,73 +22,73 @@ use dsoftbus::identity::{DeviceId, DeviceKey};
 use dsoftbus::link::{Link, LinkConfig};
 use dsoftbus::mux::Event;
 use dsoftbus::policy::Acl;
-use nexus_bounds::Clock;
+use nexus_svc::platform::{Network, Platform, TcpSocket, TcpState};
 
-use crate::bootargs::Role;
-use crate::net::{Net, TcpHandle, TcpState};
-use crate::pair::{close, connect, is_open, report, send_all};
+use crate::pair::{close, connect, send_all, Role};
 use crate::pairproto::{expected_checksum, ByteStream, Fnv1a64, PORT, SEED, STREAM_BYTES};
-use crate::runtime::Runtime;
-use crate::{console, kprintln};
 
 /// The stream the proof uses, and the ones a peer may open.
 const BULK: &str = "selftest.bulk";
 const STREAMS: [&str; 4] = [BULK, "obs.logs", "obs.metrics", "trace"];
 /// The trace context A propagates in its OPEN (W3C traceparent form).
 const TRACEPARENT: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-/// Guest time for everything after connecting.
+/// Time for everything after connecting.
 const EXCHANGE_TIMEOUT_NS: u64 = 60_000_000_000;
-/// Guest time one incoming handshake may take before B drops it and
+/// Time one incoming handshake may take before B drops it and
 /// listens again (a silent or stalled dialer cannot hold the port).
 const HANDSHAKE_TIMEOUT_NS: u64 = 5_000_000_000;
 const CHUNK: usize = 16 * 1024;
 
-/// Where fresh handshake seeds come from (virtio-rng).
-pub type SeedSource<'a> = &'a mut dyn FnMut() -> Option<[u8; 32]>;
-
-/// Runs this node's side.
-pub fn run(
-    rt: &Runtime,
-    net: &Net,
+/// Runs this node's side with the device key `key`; `peer_key` is the one
+/// peer allowed on the bus. Handshake seeds come from `p.entropy`. Node A
+/// needs the peer's address.
+pub fn run<P: Platform, N: Network>(
+    p: &P,
+    net: &N,
     role: Role,
     peer_ip: Option<[u8; 4]>,
     key: DeviceKey,
     peer_key: [u8; 32],
-    seeds: SeedSource<'_>,
 ) -> Result<(), String> {
     let mut acl = Acl::new();
     acl.allow(peer_key, &STREAMS)
         .map_err(|e| format!("acl: {e:?}"))?;
-    kprintln!(
+    p.console(&format!(
         "dsoftbus: device {} (peer {})",
         key.id(),
         DeviceId::of(&peer_key)
-    );
+    ));
     match role {
         Role::A => {
             let ip = peer_ip.ok_or_else(|| String::from("node a needs nexus.peer"))?;
-            node_a(rt, net, ip, &key, peer_key, &acl, seeds)
+            node_a(p, net, ip, &key, peer_key, &acl)
         }
-        Role::B => node_b(rt, net, &key, &acl, seeds),
+        Role::B => node_b(p, net, &key, &acl),
     }
 }
 
-fn seed(seeds: SeedSource<'_>) -> Result<[u8; 32], String> {
-    seeds().ok_or_else(|| String::from("no entropy for the handshake (virtio-rng)"))
+/// A fresh handshake seed from the platform's entropy.
+fn seed<P: Platform>(p: &P) -> Result<[u8; 32], String> {
+    let mut s = [0u8; 32];
+    if p.entropy(&mut s) {
+        Ok(s)
+    } else {
+        Err(String::from("no entropy for the handshake (virtio-rng)"))
+    }
 }
 
-/// Moves bytes between the socket and the link once; runs the network.
-fn pump(
-    rt: &Runtime,
-    sock: &TcpHandle,
+/// Moves bytes between the socket and the link once; runs the platform.
+fn pump<P: Platform, S: TcpSocket>(
+    p: &P,
+    sock: &mut S,
     link: &mut Link,
     acl: &Acl,
     buf: &mut [u8],
     deadline: u64,
 ) -> Result<(), String> {
-    let now = rt.clock().now_ns();
+    let now = p.now_ns();
     while let Some(bytes) = link.poll_transmit(now) {
-        send_all(rt, sock, &bytes, deadline)?;
+        send_all(p, sock, &bytes, deadline)?;
     }
     let n = sock.recv(buf);
     if n > 0 {
@@ -105,24 +106,23 @@ fn pump(
     if let Some(e) = link.closed() {
         return Err(format!("link: {e}"));
     }
-    if rt.clock().now_ns() >= deadline {
+    if p.now_ns() >= deadline {
         return Err(String::from("timeout"));
     }
-    rt.run_services_once();
+    p.run_once();
     Ok(())
 }
 
-fn node_a(
-    rt: &Runtime,
-    net: &Net,
+fn node_a<P: Platform, N: Network>(
+    p: &P,
+    net: &N,
     ip: [u8; 4],
     key: &DeviceKey,
     peer_key: [u8; 32],
     acl: &Acl,
-    seeds: SeedSource<'_>,
 ) -> Result<(), String> {
-    console::line("dsoftbus: ready");
-    let deadline = rt.clock().now_ns().saturating_add(EXCHANGE_TIMEOUT_NS);
+    p.console("dsoftbus: ready");
+    let deadline = p.now_ns().saturating_add(EXCHANGE_TIMEOUT_NS);
     let mut buf = vec![0u8; CHUNK];
 
     // 1. A third identity, not on B's list: B must refuse it.
@@ -131,25 +131,28 @@ fn node_a(
         *b = (i as u8).wrapping_mul(37) ^ 0x5a;
     }
     let stranger = DeviceKey::from_secret(stranger_secret);
-    kprintln!("dsoftbus: dialing as unlisted device {}", stranger.id());
-    let sock = connect(rt, net, ip)?;
-    let mut link = Link::dial(&stranger, peer_key, seed(seeds)?, LinkConfig::default())
+    p.console(&format!(
+        "dsoftbus: dialing as unlisted device {}",
+        stranger.id()
+    ));
+    let mut sock = connect(p, net, ip)?;
+    let mut link = Link::dial(&stranger, peer_key, seed(p)?, LinkConfig::default())
         .map_err(|e| format!("dial: {e}"))?;
     // B closes the connection once it has refused us.
-    while is_open(sock.state()) && sock.may_recv() {
-        if pump(rt, &sock, &mut link, acl, &mut buf, deadline).is_err() {
+    while sock.state().is_open() && sock.may_recv() {
+        if pump(p, &mut sock, &mut link, acl, &mut buf, deadline).is_err() {
             break;
         }
     }
-    close(rt, &sock);
-    sock.release();
+    close(p, &mut sock);
+    net.release(sock);
 
     // 2. The real identity.
-    let sock = connect(rt, net, ip)?;
-    let mut link = Link::dial(key, peer_key, seed(seeds)?, LinkConfig::default())
+    let mut sock = connect(p, net, ip)?;
+    let mut link = Link::dial(key, peer_key, seed(p)?, LinkConfig::default())
         .map_err(|e| format!("dial: {e}"))?;
     while link.peer().is_none() {
-        pump(rt, &sock, &mut link, acl, &mut buf, deadline)?;
+        pump(p, &mut sock, &mut link, acl, &mut buf, deadline)?;
     }
     let peer = link.peer().ok_or_else(|| String::from("no peer"))?;
 
@@ -162,12 +165,12 @@ fn node_a(
         .map_err(|e| format!("open: {e:?}"))?;
     let mut accepted = false;
     while !accepted {
-        pump(rt, &sock, &mut link, acl, &mut buf, deadline)?;
+        pump(p, &mut sock, &mut link, acl, &mut buf, deadline)?;
         let mux = link.mux().ok_or_else(|| String::from("no mux"))?;
         while let Some(ev) = mux.poll_event() {
             match ev {
                 Event::Accepted { stream } if stream == s => {
-                    console::line(&format!("dsoftbus: session ok {peer}"));
+                    p.console(&format!("dsoftbus: session ok {peer}"));
                     accepted = true;
                 }
                 Event::Rejected { reason, .. } => {
@@ -177,7 +180,7 @@ fn node_a(
             }
         }
     }
-    let t0 = rt.clock().now_ns();
+    let t0 = p.now_ns();
     let mut gen = ByteStream::new(SEED);
     let mut sum = Fnv1a64::default();
     let mut pending: Vec<u8> = Vec::new();
@@ -193,7 +196,7 @@ fn node_a(
         let mux = link.mux().ok_or_else(|| String::from("no mux"))?;
         let n = mux.send(s, &pending).map_err(|e| format!("send: {e:?}"))?;
         pending.drain(..n);
-        pump(rt, &sock, &mut link, acl, &mut buf, deadline)?;
+        pump(p, &mut sock, &mut link, acl, &mut buf, deadline)?;
     }
     link.mux()
         .ok_or_else(|| String::from("no mux"))?
@@ -202,7 +205,7 @@ fn node_a(
     // B's reply on the same stream: length and checksum, 16 bytes.
     let mut reply = Vec::new();
     while reply.len() < 16 {
-        pump(rt, &sock, &mut link, acl, &mut buf, deadline)?;
+        pump(p, &mut sock, &mut link, acl, &mut buf, deadline)?;
         let mux = link.mux().ok_or_else(|| String::from("no mux"))?;
         let mut r = [0u8; 16];
         let n = mux.recv(s, &mut r).map_err(|e| format!("recv: {e:?}"))?;
@@ -222,53 +225,54 @@ fn node_a(
             "reply mismatch: {len:?} {theirs:?}, sent {STREAM_BYTES} {ours:016x}"
         ));
     }
-    let ms = rt.clock().now_ns().saturating_sub(t0) / 1_000_000;
-    kprintln!("runtime: mux stream {STREAM_BYTES} bytes, checksum {ours:016x}, {ms} ms guest time");
-    console::line("SELFTEST: mux stream ok");
+    let ms = p.now_ns().saturating_sub(t0) / 1_000_000;
+    p.console(&format!(
+        "runtime: mux stream {STREAM_BYTES} bytes, checksum {ours:016x}, {ms} ms guest time"
+    ));
+    p.console("SELFTEST: mux stream ok");
     // Let the last frames (credit, close) go out, then hang up.
     for _ in 0..8 {
-        let _ = pump(rt, &sock, &mut link, acl, &mut buf, deadline);
+        let _ = pump(p, &mut sock, &mut link, acl, &mut buf, deadline);
     }
-    close(rt, &sock);
-    report(net);
+    close(p, &mut sock);
     Ok(())
 }
 
-fn node_b(
-    rt: &Runtime,
-    net: &Net,
+fn node_b<P: Platform, N: Network>(
+    p: &P,
+    net: &N,
     key: &DeviceKey,
     acl: &Acl,
-    seeds: SeedSource<'_>,
 ) -> Result<(), String> {
-    let deadline = rt.clock().now_ns().saturating_add(EXCHANGE_TIMEOUT_NS);
+    let deadline = p.now_ns().saturating_add(EXCHANGE_TIMEOUT_NS);
     let mut buf = vec![0u8; CHUNK];
-    console::line("dsoftbus: ready");
+    p.console("dsoftbus: ready");
     let mut denied = false;
-    let (sock, mut link) = loop {
-        let sock = net.listen(PORT).map_err(|e| format!("listen: {e:?}"))?;
-        let mut link = Link::accept(key, seed(seeds)?, LinkConfig::default())
+    let (mut sock, mut link) = loop {
+        let mut sock = net.listen(PORT).map_err(|e| format!("listen: {e}"))?;
+        let mut link = Link::accept(key, seed(p)?, LinkConfig::default())
             .map_err(|e| format!("accept: {e}"))?;
         // Wait for a dialer (bounded by the whole exchange), then give its
         // handshake its own short deadline.
-        rt.wait_until(EXCHANGE_TIMEOUT_NS, || sock.state() != TcpState::Listen);
-        let hs_deadline = rt
-            .clock()
+        p.wait_until(EXCHANGE_TIMEOUT_NS, &mut || {
+            sock.state() != TcpState::Listen
+        });
+        let hs_deadline = p
             .now_ns()
             .saturating_add(HANDSHAKE_TIMEOUT_NS)
             .min(deadline);
         let up = loop {
-            match pump(rt, &sock, &mut link, acl, &mut buf, hs_deadline) {
+            match pump(p, &mut sock, &mut link, acl, &mut buf, hs_deadline) {
                 Ok(()) if link.peer().is_some() => break true,
                 Ok(()) => {}
                 Err(e) => {
                     if let Some(id) = link.refused_peer() {
-                        console::line(&format!("dsoftbus: acl deny {id}"));
+                        p.console(&format!("dsoftbus: acl deny {id}"));
                         denied = true;
                     } else {
-                        kprintln!("dsoftbus: handshake dropped: {e}");
+                        p.console(&format!("dsoftbus: handshake dropped: {e}"));
                     }
-                    if rt.clock().now_ns() >= deadline {
+                    if p.now_ns() >= deadline {
                         return Err(e);
                     }
                     break false;
@@ -278,14 +282,14 @@ fn node_b(
         if up {
             break (sock, link);
         }
-        close(rt, &sock);
-        sock.release();
+        close(p, &mut sock);
+        net.release(sock);
     };
     if !denied {
         return Err(String::from("the unlisted device was never refused"));
     }
     let peer = link.peer().ok_or_else(|| String::from("no peer"))?;
-    console::line(&format!("dsoftbus: session ok {peer}"));
+    p.console(&format!("dsoftbus: session ok {peer}"));
 
     let mut stream = None;
     let mut sum = Fnv1a64::default();
@@ -293,7 +297,7 @@ fn node_b(
     let mut peer_closed = false;
     let mut r = vec![0u8; CHUNK];
     while !(peer_closed && got >= STREAM_BYTES) {
-        pump(rt, &sock, &mut link, acl, &mut buf, deadline)?;
+        pump(p, &mut sock, &mut link, acl, &mut buf, deadline)?;
         let mux = link.mux().ok_or_else(|| String::from("no mux"))?;
         while let Some(ev) = mux.poll_event() {
             match ev {
@@ -304,7 +308,9 @@ fn node_b(
                     ..
                 } if name == BULK => {
                     let t = trace.as_deref().map(core::str::from_utf8);
-                    kprintln!("dsoftbus: stream {s} '{name}' opened, trace context {t:?}");
+                    p.console(&format!(
+                        "dsoftbus: stream {s} '{name}' opened, trace context {t:?}"
+                    ));
                     stream = Some(s);
                 }
                 Event::Closed { stream: c } if Some(c) == stream => peer_closed = true,
@@ -330,7 +336,7 @@ fn node_b(
             "stream mismatch: {got} bytes {sum:016x}, expected {want:016x}"
         ));
     }
-    console::line(&format!("dsoftbus: stream verified {got} {sum:016x}"));
+    p.console(&format!("dsoftbus: stream verified {got} {sum:016x}"));
     let mut reply = [0u8; 16];
     let (l, c) = reply.split_at_mut(8);
     l.copy_from_slice(&got.to_le_bytes());
@@ -343,18 +349,17 @@ fn node_b(
             .send(s, reply.get(sent..).unwrap_or_default())
             .map_err(|e| format!("reply: {e:?}"))?;
         if sent < reply.len() {
-            pump(rt, &sock, &mut link, acl, &mut buf, deadline)?;
+            pump(p, &mut sock, &mut link, acl, &mut buf, deadline)?;
         }
     }
     let mux = link.mux().ok_or_else(|| String::from("no mux"))?;
     mux.close(s).map_err(|e| format!("close: {e:?}"))?;
     // Until A hangs up (or a bounded while).
-    while is_open(sock.state()) && sock.may_recv() {
-        if pump(rt, &sock, &mut link, acl, &mut buf, deadline).is_err() {
+    while sock.state().is_open() && sock.may_recv() {
+        if pump(p, &mut sock, &mut link, acl, &mut buf, deadline).is_err() {
             break;
         }
     }
-    close(rt, &sock);
-    report(net);
+    close(p, &mut sock);
     Ok(())
 }

@@ -9,7 +9,8 @@
 //! (u64 little endian each). Node A compares the reply with its own
 //! length and checksum.
 //!
-//! Pure code: it builds and is unit-tested on the host too.
+//! Pure code: both nodes' phases (`pair`, `bus`) use it, and it is
+//! unit-tested on the host.
 
 /// The TCP port node B listens on.
 pub const PORT: u16 = 7000;
@@ -218,6 +219,8 @@ impl StreamReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
+    use alloc::{format, vec};
 
     #[test]
     fn fnv_matches_the_reference_vectors() {
@@ -304,7 +307,7 @@ mod tests {
             STREAM_BYTES,
             expected_checksum(SEED, STREAM_BYTES)
         );
-        let profile = include_str!("../../../scripts/profiles/pair.b");
+        let profile = include_str!("../../../../scripts/profiles/pair.b");
         assert!(
             profile.lines().any(|l| l == line),
             "scripts/profiles/pair.b must list '{line}'"
