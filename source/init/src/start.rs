@@ -1,0 +1,238 @@
+//! Starting a profile's services on a node.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::fmt;
+
+use logd::persist::JournalStore;
+use logd::{Logd, LogdService};
+use metricsd::persist::MetricsStore;
+use metricsd::{Metricsd, MetricsdService};
+use nexus_bounds::Clock;
+use nexus_ipc::ServiceId;
+use nexus_store::{BlockDevice, LayoutError, Region, RegionTable};
+use nexus_svc::node::Node;
+use nexus_svc::{Links, Shell};
+
+use crate::profile::{Profile, ServiceSpec};
+
+/// What [`start`] brought up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    /// The node's boot counter (from the region table; 1 without a disk
+    /// or on a refused disk).
+    pub boot: u32,
+    /// Whether the services persist (a disk with a usable region table).
+    pub persistent: bool,
+    /// Every endpoint init registered, by name.
+    pub endpoints: Vec<(String, ServiceId)>,
+}
+
+impl Started {
+    /// The endpoint registered as `name`.
+    pub fn id(&self, name: &str) -> Option<ServiceId> {
+        self.endpoints
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, id)| *id)
+    }
+}
+
+/// Why a node could not be composed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitError {
+    /// The router refused an endpoint (table full, name taken).
+    Register(String),
+    /// A service refused its configuration.
+    Config {
+        /// The service.
+        service: String,
+        /// Why.
+        why: String,
+    },
+}
+
+impl fmt::Display for InitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InitError::Register(n) => write!(f, "endpoint '{n}' could not be registered"),
+            InitError::Config { service, why } => write!(f, "{service} config: {why}"),
+        }
+    }
+}
+
+/// Starts `profile` on `node`, with `disk` (if any) holding the regions.
+/// Console lines: the region table, each store's mount report, and
+/// `<service>: ready` once a service serves.
+pub fn start<C: Clock + 'static, D: BlockDevice + 'static>(
+    node: &Node<C>,
+    profile: &Profile,
+    disk: Option<D>,
+) -> Result<Started, InitError> {
+    let mut endpoints = Vec::new();
+    let names = profile.services.iter().map(|s| s.name.as_str()).chain(
+        profile
+            .phases
+            .iter()
+            .flat_map(|p| p.endpoints().iter().copied()),
+    );
+    for name in names {
+        if endpoints
+            .iter()
+            .any(|(n, _): &(String, ServiceId)| n == name)
+        {
+            continue;
+        }
+        let id = node
+            .register(name)
+            .map_err(|_| InitError::Register(String::from(name)))?;
+        endpoints.push((String::from(name), id));
+    }
+
+    let (table, disk) = open_layout(node, profile, disk);
+    let boot = table.as_ref().map_or(1, |t| t.boot);
+    let mut started = Started {
+        boot,
+        persistent: table.is_some(),
+        endpoints,
+    };
+    for spec in &profile.services {
+        let region = match (&table, &disk, &spec.region) {
+            (Some(t), Some(d), Some(r)) => t.region(d, r),
+            _ => None,
+        };
+        start_service(node, spec, region, &started)?;
+        node.console(&format!("{}: ready", spec.name));
+    }
+    if table.is_none() {
+        started.persistent = false;
+    }
+    Ok(started)
+}
+
+type Disk<D> = Rc<RefCell<D>>;
+
+fn open_layout<C: Clock, D: BlockDevice>(
+    node: &Node<C>,
+    profile: &Profile,
+    disk: Option<D>,
+) -> (Option<RegionTable>, Option<Disk<D>>) {
+    let Some(mut disk) = disk else {
+        if !profile.regions.is_empty() {
+            node.console("init: no disk: services run without persistence");
+        }
+        return (None, None);
+    };
+    if profile.regions.is_empty() {
+        return (None, None);
+    }
+    let wanted: Vec<(&str, u64)> = profile
+        .regions
+        .iter()
+        .map(|r| (r.name.as_str(), r.blocks))
+        .collect();
+    match RegionTable::open(&mut disk, &wanted) {
+        Ok((table, report)) => {
+            let mut line = format!(
+                "init: disk boot {} (formatted: {}), regions",
+                table.boot, report.formatted
+            );
+            for e in &table.entries {
+                line.push_str(&format!(" {}@{}+{}", e.name, e.first, e.blocks));
+            }
+            if !report.added.is_empty() && !report.formatted {
+                line.push_str(&format!(", added {}", report.added.join(",")));
+            }
+            node.console(&line);
+            (Some(table), Some(Rc::new(RefCell::new(disk))))
+        }
+        Err(e) => {
+            node.console(&match e {
+                LayoutError::LegacyLayout => String::from(
+                    "init: disk has the first-wave layout (no region table): refused; services run without persistence (use a fresh image)",
+                ),
+                other => format!("init: disk layout refused: {other:?}; services run without persistence"),
+            });
+            (None, None)
+        }
+    }
+}
+
+fn links_of<C: Clock>(node: &Node<C>, spec: &ServiceSpec) -> Links {
+    let mut links = Links::new();
+    for l in &spec.links {
+        if let Some(id) = node.lookup(l) {
+            links.insert(l, id);
+        }
+    }
+    links
+}
+
+fn start_service<C: Clock + 'static, D: BlockDevice + 'static>(
+    node: &Node<C>,
+    spec: &ServiceSpec,
+    region: Option<Region<D>>,
+    started: &Started,
+) -> Result<(), InitError> {
+    let cfg_err = |why: String| InitError::Config {
+        service: spec.name.clone(),
+        why,
+    };
+    let id = started
+        .id(&spec.name)
+        .ok_or_else(|| InitError::Register(spec.name.clone()))?;
+    let links = links_of(node, spec);
+    match spec.name.as_str() {
+        "logd" => {
+            let cfg = logd::Config::default();
+            let readers: Vec<ServiceId> = cfg
+                .query
+                .readers
+                .iter()
+                .filter_map(|n| node.lookup(n))
+                .collect();
+            let mut logd = Logd::new(cfg, node.router_config().max_frame_bytes, readers)
+                .map_err(|e| cfg_err(format!("{e:?}")))?;
+            let store = region.and_then(|dev| match JournalStore::open(dev, &mut logd) {
+                Ok((store, r)) => {
+                    node.console(&format!(
+                        "init: logd store boot {} (formatted: {}), {} records restored, {} skipped, torn tail: {}",
+                        r.mount.boot_count, r.mount.formatted, r.records, r.skipped, r.mount.torn
+                    ));
+                    Some(store)
+                }
+                Err(e) => {
+                    node.console(&format!("init: logd store unusable: {e:?}"));
+                    None
+                }
+            });
+            let shell = Shell::new(LogdService::new(logd), store, links);
+            node.add_task(id, Box::new(shell));
+        }
+        "metricsd" => {
+            let mut m = Metricsd::new(metricsd::Config::default())
+                .map_err(|e| cfg_err(format!("{e:?}")))?;
+            let store = region.and_then(|dev| match MetricsStore::open(dev, &mut m) {
+                Ok((store, r)) => {
+                    node.console(&format!(
+                        "init: metricsd store boot {}, {} series, {} segments, {} samples replayed, {} skipped, torn tail: {}",
+                        r.mount.boot_count, r.series, r.segments, r.samples, r.skipped, r.mount.torn
+                    ));
+                    Some(store)
+                }
+                Err(e) => {
+                    node.console(&format!("init: metricsd store unusable: {e:?}"));
+                    None
+                }
+            });
+            let shell = Shell::new(MetricsdService::new(m), store, links);
+            node.add_task(id, Box::new(shell));
+        }
+        other => return Err(cfg_err(format!("init cannot start '{other}'"))),
+    }
+    Ok(())
+}
