@@ -1,0 +1,35 @@
+//! Tracing for nexus-obs: the pieces every producer and collector of spans
+//! shares.
+//!
+//! * [`ids`]: [`TraceId`] (128 bits) and [`SpanId`] (64 bits), never zero,
+//!   printed and parsed as fixed-width lower-case hex and converted to
+//!   big-endian bytes (W3C trace-context form); [`TraceFlags`];
+//!   [`SpanContext`]; [`SpanStatus`].
+//! * [`gen`]: [`IdGenerator`], which mints ids that do not repeat within a
+//!   generator by construction and do not collide across nodes, boots and
+//!   services except with a documented, negligible probability. Minting
+//!   is lock-free (`&self`, atomics).
+//!
+//! The id scheme and the entry layouts are described byte by byte in
+//! `docs/observability/tracing.md`.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod gen;
+pub mod ids;
+
+pub use gen::{IdGenerator, IdSeed};
+pub use ids::{HexError, SpanContext, SpanId, SpanStatus, TraceFlags, TraceId};
+
+/// Compile-time proof that ids, contexts and the generator may cross threads.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<SpanId>();
+    send_sync::<TraceId>();
+    send_sync::<TraceFlags>();
+    send_sync::<SpanContext>();
+    send_sync::<SpanStatus>();
+    send_sync::<IdGenerator>();
+};
