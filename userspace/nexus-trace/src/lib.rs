@@ -9,6 +9,8 @@
 //!   generator by construction and do not collide across nodes, boots and
 //!   services except with a documented, negligible probability. Minting
 //!   is lock-free (`&self`, atomics).
+//! * [`wire`]: the span START and END entry bodies, encoded and decoded
+//!   with `nexus-wire` — defined once here for clients and servers.
 //!
 //! The id scheme and the entry layouts are described byte by byte in
 //! `docs/observability/tracing.md`.
@@ -19,11 +21,13 @@ extern crate alloc;
 
 pub mod gen;
 pub mod ids;
+pub mod wire;
 
 pub use gen::{IdGenerator, IdSeed};
 pub use ids::{HexError, SpanContext, SpanId, SpanStatus, TraceFlags, TraceId};
 
-/// Compile-time proof that ids, contexts and the generator may cross threads.
+/// Compile-time proof that ids, contexts, the generator and entries may
+/// cross threads.
 const _: () = {
     const fn send_sync<T: Send + Sync>() {}
     send_sync::<SpanId>();
@@ -32,4 +36,6 @@ const _: () = {
     send_sync::<SpanContext>();
     send_sync::<SpanStatus>();
     send_sync::<IdGenerator>();
+    send_sync::<wire::SpanStart<'static>>();
+    send_sync::<wire::SpanEnd<'static>>();
 };
