@@ -7,7 +7,7 @@
 //! little-endian, as everywhere in `nexus-wire`:
 //!
 //! ```text
-//! START  span u64 | trace u128 | parent u64 (0: root) | start_ns u64 | name u8-len    (33 + 1 + name bytes)
+//! START  span u64 | trace u128 | parent u64 (0: root) | start_ns u64 | name u8-len    (41 + name bytes)
 //! END    span u64 | end_ns u64 | status u8 | nattrs u8 | (key u8-len, value u8-len)*  (18 + pairs)
 //! ```
 //!
