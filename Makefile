@@ -3,7 +3,7 @@
 
 RISCV_TARGET := riscv64gc-unknown-none-elf
 # Every no_std service core and client library; built for the target in `make test`.
-NO_STD_CRATES := -p nexus-bounds -p nexus-ipc -p nexus-log -p nexus-store -p logd -p selftest-client
+NO_STD_CRATES := -p nexus-bounds -p nexus-ipc -p nexus-log -p nexus-store -p nexus-trace -p logd -p selftest-client
 KERNEL := target/$(RISCV_TARGET)/release/nexus-kernel
 RUN_IMG := out/run.img
 

@@ -86,7 +86,7 @@ macro_rules! byte_enum {
 
         impl ::core::convert::TryFrom<u8> for $name {
             type Error = $crate::WireError;
-            fn try_from(b: u8) -> Result<Self, Self::Error> {
+            fn try_from(b: u8) -> Result<Self, $crate::WireError> {
                 $name::from_u8(b).ok_or($crate::WireError::BadValue)
             }
         }

@@ -13,6 +13,23 @@ byte_enum! {
     }
 }
 
+byte_enum! {
+    /// Variants named like `TryFrom`'s associated type still compile.
+    pub enum Outcome {
+        /// Fine.
+        Ok = 0 => "ok",
+        /// Not fine.
+        Error = 1 => "error",
+    }
+}
+
+#[test]
+fn a_variant_named_error_is_allowed() {
+    assert_eq!(Outcome::try_from(1), Ok(Outcome::Error));
+    assert_eq!(Outcome::try_from(2), Err(WireError::BadValue));
+    assert_eq!(Outcome::Ok.as_str(), "ok");
+}
+
 #[test]
 fn header_layout_is_exact() {
     let h = Header::request(*b"LG", 1, 2, 0x0102_0304_0506_0708);

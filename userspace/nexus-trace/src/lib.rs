@@ -1,0 +1,48 @@
+//! Tracing for nexus-obs: the pieces every producer and collector of spans
+//! shares.
+//!
+//! * [`ids`]: [`TraceId`] (128 bits) and [`SpanId`] (64 bits), never zero,
+//!   printed and parsed as fixed-width lower-case hex and converted to
+//!   big-endian bytes (W3C trace-context form); [`TraceFlags`];
+//!   [`SpanContext`]; [`SpanStatus`].
+//! * [`gen`]: [`IdGenerator`], which mints ids that do not repeat within a
+//!   generator by construction and do not collide across nodes, boots and
+//!   services except with a documented, negligible probability. Minting
+//!   is lock-free (`&self`, atomics).
+//! * [`wire`]: the span START and END entry bodies, encoded and decoded
+//!   with `nexus-wire` — defined once here for clients and servers.
+//! * [`tracer`]: [`Tracer`] and [`SpanGuard`]: spans timed by an injected
+//!   [`Clock`](nexus_bounds::Clock) and delivered to a [`SpanSink`]; a
+//!   guard ends exactly once, on [`SpanGuard::end`] or on drop.
+//!
+//! The id scheme and the entry layouts are described byte by byte in
+//! `docs/observability/tracing.md`.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod gen;
+pub mod ids;
+pub mod tracer;
+pub mod wire;
+
+pub use gen::{IdGenerator, IdSeed};
+pub use ids::{HexError, SpanContext, SpanId, SpanStatus, TraceFlags, TraceId};
+pub use tracer::{SpanGuard, SpanSink, Tracer, TracerConfig, TracerStats};
+
+/// Compile-time proof that ids, contexts, the generator, and tracers and
+/// guards over a thread-safe clock and sink may cross threads.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<SpanId>();
+    send_sync::<TraceId>();
+    send_sync::<TraceFlags>();
+    send_sync::<SpanContext>();
+    send_sync::<SpanStatus>();
+    send_sync::<IdGenerator>();
+    send_sync::<wire::SpanStart<'static>>();
+    send_sync::<wire::SpanEnd<'static>>();
+    send_sync::<Tracer<nexus_bounds::ManualClock, tracer::NullSink>>();
+    send_sync::<SpanGuard<nexus_bounds::ManualClock, tracer::NullSink>>();
+};
