@@ -20,7 +20,10 @@
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+#[cfg(test)]
+extern crate std;
 
+pub mod bootargs;
 pub mod profile;
 pub mod selftest;
 mod start;

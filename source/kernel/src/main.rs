@@ -15,9 +15,6 @@
 mod arch;
 #[cfg(target_os = "none")]
 mod boot;
-// Pure parsing, built and unit-tested on the host too.
-#[cfg_attr(not(target_os = "none"), allow(dead_code))]
-mod bootargs;
 #[cfg(target_os = "none")]
 #[allow(unsafe_code)] // the NS16550 UART registers
 mod console;
@@ -26,12 +23,6 @@ mod dtb;
 #[cfg(target_os = "none")]
 #[allow(unsafe_code)] // the global allocator over the free RAM
 mod heap;
-#[cfg(target_os = "none")]
-mod logd_task;
-#[cfg(target_os = "none")]
-mod markers;
-#[cfg(target_os = "none")]
-mod metricsd_task;
 #[cfg(target_os = "none")]
 mod net;
 #[cfg(target_os = "none")]

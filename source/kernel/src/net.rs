@@ -2,7 +2,7 @@
 //! address, offered to apps as `nexus_svc::platform::Network`.
 //!
 //! The stack is shared (`Rc<RefCell<…>>`) by a [`NetService`], which the
-//! scheduler polls with the other services (`Runtime::run_services_once`),
+//! node polls with its tasks (`Node::run_once`, as a `Poller`),
 //! and by [`TcpHandle`]s (`TcpSocket`), which only move bytes in and out
 //! of socket buffers and never wait. An app waits for the network the way
 //! it waits for IPC: it loops on the scheduler until its condition holds
@@ -24,9 +24,8 @@ use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 use virtio_drivers::device::net::{RxBuffer, TxBuffer};
 
-use crate::runtime::{Runtime, Service};
 use crate::virtio::NetDev;
-use nexus_bounds::Clock;
+use nexus_svc::node::Poller;
 use nexus_svc::platform::{NetError, Network, TcpSocket, TcpState};
 
 /// Prefix length of the static address: one /24 link.
@@ -350,9 +349,9 @@ impl NetService {
     }
 }
 
-impl Service for NetService {
-    fn poll(&mut self, rt: &Runtime) -> bool {
-        self.poll_at(rt.clock().now_ns())
+impl Poller for NetService {
+    fn poll(&mut self, now_ns: u64) -> bool {
+        self.poll_at(now_ns)
     }
 }
 

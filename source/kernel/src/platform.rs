@@ -8,7 +8,6 @@ use core::cell::RefCell;
 use nexus_bounds::Clock;
 use nexus_svc::platform::Platform;
 
-use crate::bootargs::Role;
 use crate::console;
 use crate::kprintln;
 use crate::net::Net;
@@ -47,7 +46,7 @@ impl Platform for KernelPlatform<'_> {
     }
 
     fn run_once(&self) -> bool {
-        self.rt.run_services_once()
+        self.rt.run_once()
     }
 
     fn console(&self, line: &str) {
@@ -58,19 +57,6 @@ impl Platform for KernelPlatform<'_> {
         self.rng
             .try_borrow_mut()
             .is_ok_and(|mut r| r.as_mut().is_some_and(|r| r.fill(out)))
-    }
-
-    fn wait_until(&self, timeout_ns: u64, ready: &mut dyn FnMut() -> bool) -> bool {
-        self.rt.wait_until(timeout_ns, ready)
-    }
-}
-
-impl From<Role> for selftest_client::Role {
-    fn from(r: Role) -> Self {
-        match r {
-            Role::A => selftest_client::Role::A,
-            Role::B => selftest_client::Role::B,
-        }
     }
 }
 

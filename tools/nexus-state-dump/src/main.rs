@@ -2,17 +2,20 @@
 //! as JSON lines on stdout, and a summary on stderr. Read only: the image
 //! is never written (the boot counter is not touched).
 //!
-//! The runtime splits its disk into [`REGIONS`] equal regions (see
-//! `docs/observability/runtime.md`); logd's journal is region 0.
+//! The disk's region table (block 0, see `docs/observability/runtime.md`)
+//! says where logd's region is; it is found by name, never by position.
 
 use std::process::ExitCode;
 
 use nexus_log::json::record_to_json;
 use nexus_log::proto::decode_record_bytes;
-use nexus_store::{MemDisk, Region, StateStore};
+use std::cell::RefCell;
+use std::rc::Rc;
 
-/// Regions the runtime splits its disk into: logd's, then metricsd's.
-const REGIONS: u64 = 2;
+use nexus_store::{MemDisk, RegionTable, StateStore};
+
+/// The region logd's journal lives in.
+const LOGD_REGION: &str = "logd";
 
 fn main() -> ExitCode {
     let Some(path) = std::env::args().nth(1) else {
@@ -26,11 +29,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let Some(logd_region) = Region::split(MemDisk::from_image(image), REGIONS)
-        .into_iter()
-        .next()
-    else {
-        eprintln!("{path}: empty image");
+    let disk = Rc::new(RefCell::new(MemDisk::from_image(image)));
+    let table = match RegionTable::read(&mut *disk.borrow_mut()) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            eprintln!("{path}: no region table in block 0 (blank, or not a nexus-obs disk)");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("{path}: {e:?}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(logd_region) = table.region(&disk, LOGD_REGION) else {
+        eprintln!("{path}: the region table has no '{LOGD_REGION}' region");
         return ExitCode::FAILURE;
     };
     let (_, report, entries) = match StateStore::open_read_only(logd_region) {

@@ -3,33 +3,17 @@
 //!
 //! | word | meaning |
 //! |------|---------|
-//! | `nexus.role=a\|b` | run the two-node pair test as node A (connects) or B (listens) instead of the single-node selftest |
+//! | `nexus.profile=NAME` | the boot profile (`recipes/boot/NAME.toml`); default: `bus` with a role and keys, `pair` with a role, else `single` |
+//! | `nexus.role=a\|b` | this node's side in the two-node phases: A connects, B listens |
 //! | `nexus.ip=192.0.2.1` | the interface's static IPv4 address (a /24) |
 //! | `nexus.mac=52:54:00:00:00:01` | the interface's Ethernet address (default: the device's) |
 //! | `nexus.peer=192.0.2.2` | the other node's address (node A connects to it) |
 //! | `nexus.key=<64 hex>` | this device's static X25519 secret (test images only; a real node keeps it in its state store) |
 //! | `nexus.peer_key=<64 hex>` | the peer's static X25519 public key (the static peer list) |
 //!
-//! Pure code: it builds and is unit-tested on the host too.
+//! Pure code, unit-tested on the host.
 
-/// The pair-test role of this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Connects to the peer and sends the stream.
-    A,
-    /// Listens, receives and verifies the stream, replies with its checksum.
-    B,
-}
-
-impl Role {
-    /// The role's boot-argument spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::A => "a",
-            Role::B => "b",
-        }
-    }
-}
+pub use selftest_client::Role;
 
 /// The network words of the boot arguments. `Debug` never shows the key.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -162,7 +146,19 @@ pub fn net_args(args: &str) -> Result<NetArgs, BadArg> {
     })
 }
 
+/// The boot profile to run: `nexus.profile` if given, otherwise the one
+/// the network words imply (so the two-node scripts need no new word).
+pub fn profile_name<'a>(args: &'a str, net: &NetArgs) -> &'a str {
+    match (value(args, "nexus.profile"), net.role, net.key) {
+        (Some(name), _, _) => name,
+        (None, Some(_), Some(_)) => "bus",
+        (None, Some(_), None) => "pair",
+        (None, None, _) => "single",
+    }
+}
+
 /// Formats an IPv4 address as a dotted quad.
+#[derive(Debug)]
 pub struct Ipv4Display(pub [u8; 4]);
 
 impl core::fmt::Display for Ipv4Display {
@@ -173,6 +169,7 @@ impl core::fmt::Display for Ipv4Display {
 }
 
 /// Formats an Ethernet address as six colon-separated hex pairs.
+#[derive(Debug)]
 pub struct MacDisplay(pub [u8; 6]);
 
 impl core::fmt::Display for MacDisplay {
@@ -183,8 +180,11 @@ impl core::fmt::Display for MacDisplay {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use std::format;
+    use std::string::ToString;
 
     #[test]
     fn keys_are_exactly_64_hex_digits_and_hidden_from_debug() {
@@ -241,6 +241,20 @@ mod tests {
             Err(BadArg("nexus.mac"))
         );
         assert_eq!(net_args("nexus.peer="), Err(BadArg("nexus.peer")));
+    }
+
+    #[test]
+    fn the_profile_comes_from_its_word_or_the_role() {
+        let hex = "a1".repeat(32);
+        let pick = |a: &str| {
+            let n = net_args(a).unwrap();
+            profile_name(a, &n).to_string()
+        };
+        assert_eq!(pick(""), "single");
+        assert_eq!(pick("nexus.role=a"), "pair");
+        assert_eq!(pick(&format!("nexus.role=b nexus.key={hex}")), "bus");
+        assert_eq!(pick("nexus.profile=bus nexus.role=a"), "bus");
+        assert_eq!(pick("nexus.profile=single"), "single");
     }
 
     #[test]
