@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use logd::host::{load_recipe, SystemClock};
 use logd::{Logd, LogdService};
-use nexus_svc::host::serve;
-use nexus_svc::{InMemory, Links, Shell};
 use nexus_ipc::host::HostBus;
 use nexus_ipc::router::RouterConfig;
 use nexus_ipc::Endpoint;
 use nexus_log::proto::{AppendRequest, QueryRequest, Stats};
 use nexus_log::{info, json, warn, ClientError, Fields, Level, LogdClient, LogdSink};
+use nexus_svc::host::serve;
+use nexus_svc::{InMemory, Links, Shell};
 
 const TIMEOUT_NS: u64 = 5_000_000_000;
 
@@ -69,7 +69,14 @@ fn run() -> Result<(), String> {
     let server = std::thread::spawn(move || {
         let clock = SystemClock::default();
         let mut shell = Shell::new(LogdService::new(logd), InMemory, Links::new());
-        serve(&mut shell, &mut logd_ep, &clock, &stop2, 10_000_000, &mut |_| {});
+        serve(
+            &mut shell,
+            &mut logd_ep,
+            &clock,
+            &stop2,
+            10_000_000,
+            &mut |_| {},
+        );
     });
 
     let ep = |name: &str| bus.endpoint(name).map_err(|e| format!("{name}: {e:?}"));

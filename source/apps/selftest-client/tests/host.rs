@@ -10,8 +10,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use nexus_svc::host::serve;
-use nexus_svc::{Links, Shell};
 use logd::persist::JournalStore;
 use logd::{Config, Logd, LogdService};
 use nexus_bounds::ManualClock;
@@ -20,6 +18,8 @@ use nexus_ipc::router::RouterConfig;
 use nexus_ipc::Endpoint;
 use nexus_log::LogdClient;
 use nexus_store::MemDisk;
+use nexus_svc::host::serve;
+use nexus_svc::{Links, Shell};
 use selftest_client::{run, Failure};
 
 const TIMEOUT: u64 = 10_000_000_000;
@@ -49,7 +49,14 @@ fn boot(disk: MemDisk) -> (MemDisk, u32, Vec<String>, Result<(), Failure>) {
         // deterministically.
         let clock = ManualClock::new(1);
         let mut shell = Shell::new(LogdService::new(logd), store, Links::new());
-        serve(&mut shell, &mut logd_ep, &clock, &stop2, 1_000_000, &mut |_| {});
+        serve(
+            &mut shell,
+            &mut logd_ep,
+            &clock,
+            &stop2,
+            1_000_000,
+            &mut |_| {},
+        );
         shell.into_parts().1.into_device()
     });
     let mut main = LogdClient::new(main_ep, logd_id, TIMEOUT);

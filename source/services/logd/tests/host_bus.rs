@@ -12,14 +12,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use logd::{Config, Logd, LogdService};
-use nexus_svc::host::serve;
-use nexus_svc::{InMemory, Links, Shell};
 use nexus_bounds::ManualClock;
 use nexus_ipc::host::HostBus;
 use nexus_ipc::router::RouterConfig;
 use nexus_ipc::Endpoint;
 use nexus_log::proto::{self, QueryRequest, Status};
 use nexus_log::{info, warn, ClientError, Fields, Level, LogdClient, LogdSink};
+use nexus_svc::host::serve;
+use nexus_svc::{InMemory, Links, Shell};
 
 const TIMEOUT: u64 = 5_000_000_000;
 

@@ -28,5 +28,5 @@ pub mod service;
 pub mod spans;
 
 pub use config::Config;
-pub use service::MetricsdService;
 pub use server::{Export, Handled, Metricsd, Persisted};
+pub use service::MetricsdService;

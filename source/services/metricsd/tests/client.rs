@@ -14,17 +14,17 @@ use std::borrow::Cow;
 use metricsd::service::LOGD;
 use metricsd::{Config, Metricsd, MetricsdService};
 use nexus_bounds::ManualClock;
-use nexus_log::proto::{decode_request, Request};
-use nexus_log::{Fields, Level};
-use nexus_svc::host::serve;
-use nexus_svc::{InMemory, Links, Shell};
 use nexus_ipc::host::HostBus;
 use nexus_ipc::router::RouterConfig;
 use nexus_ipc::Endpoint;
+use nexus_log::proto::{decode_request, Request};
 use nexus_log::{Event, Log};
+use nexus_log::{Fields, Level};
 use nexus_metrics::{
     counter, gauge, histogram, span, Metrics, MetricsConfig, MetricsError, SpanStatus,
 };
+use nexus_svc::host::serve;
+use nexus_svc::{InMemory, Links, Shell};
 
 #[derive(Clone, Default)]
 struct Collect(Arc<Mutex<Vec<Event>>>);
