@@ -100,7 +100,8 @@ macro_rules! byte_enum {
 
         impl ::core::convert::TryFrom<u8> for $name {
             type Error = $crate::WireError;
-            fn try_from(b: u8) -> Result<Self, Self::Error> {
+            // Not `Self::Error`: that is ambiguous with a variant named `Error`.
+            fn try_from(b: u8) -> Result<$name, $crate::WireError> {
                 $name::from_u8(b).ok_or($crate::WireError::BadValue)
             }
         }

@@ -162,6 +162,23 @@ impl<'a> Writer<'a> {
         self.u8(u8::from(v))
     }
 
+    /// Appends the count of the items that follow as a u8; `BadValue`
+    /// past 255 (the caller then writes the items).
+    pub fn count_u8(&mut self, n: usize) -> &mut Self {
+        match u8::try_from(n) {
+            Ok(n) => self.u8(n),
+            Err(_) => self.fail(WireError::BadValue),
+        }
+    }
+    /// Appends the count of the items that follow as a u16; `BadValue`
+    /// past 65,535.
+    pub fn count_u16(&mut self, n: usize) -> &mut Self {
+        match u16::try_from(n) {
+            Ok(n) => self.u16(n),
+            Err(_) => self.fail(WireError::BadValue),
+        }
+    }
+
     /// Appends a `u8` length, then the bytes; `BadValue` past 255 bytes.
     pub fn bytes_u8(&mut self, b: &[u8]) -> &mut Self {
         match u8::try_from(b.len()) {

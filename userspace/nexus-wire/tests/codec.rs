@@ -13,6 +13,23 @@ byte_enum! {
     }
 }
 
+byte_enum! {
+    /// Variant names that collide with associated items (`TryFrom::Error`).
+    pub enum Outcome {
+        /// Fine.
+        Ok = 0 => "ok",
+        /// Not fine.
+        Error = 1 => "error",
+    }
+}
+
+#[test]
+fn variants_may_be_named_like_associated_items() {
+    assert_eq!(Outcome::try_from(1), Ok(Outcome::Error));
+    assert_eq!(Outcome::try_from(2), Err(WireError::BadValue));
+    assert_eq!(Outcome::Ok.as_str(), "ok");
+}
+
 #[test]
 fn header_layout_is_exact() {
     let h = Header::request(*b"LG", 1, 2, 0x0102_0304_0506_0708);
@@ -105,6 +122,21 @@ fn writer_latches_the_first_error() {
     w.patch_u16(2, 1);
     assert_eq!(w.finish(), Err(WireError::BadValue));
     assert_eq!(out, [0, 1, 2]);
+}
+
+#[test]
+fn counts_must_fit_their_prefix() {
+    let mut out = Vec::new();
+    let mut w = Writer::new(&mut out);
+    w.count_u8(255).count_u16(65_535);
+    assert_eq!(w.finish(), Ok(3));
+    w.count_u8(256).u8(1);
+    assert_eq!(w.finish(), Err(WireError::BadValue));
+    let mut out = Vec::new();
+    let mut w = Writer::new(&mut out);
+    w.count_u16(65_536);
+    assert_eq!(w.finish(), Err(WireError::BadValue));
+    assert!(out.is_empty());
 }
 
 #[test]
