@@ -1,7 +1,7 @@
 //! Console markers a service prints the first time it produces a reject
 //! status — the evidence is the status itself, observed in the service.
 
-use nexus_ipc::wire::Status;
+use nexus_wire::Status;
 
 /// The reject statuses that get a marker.
 const MARKED: [Status; 3] = [Status::InvalidArgs, Status::OverLimit, Status::RateLimited];
