@@ -30,6 +30,7 @@ use dsoftbus::identity::{DeviceId, DeviceKey};
 use dsoftbus::link::{Link, LinkConfig};
 use dsoftbus::mux::{Event, Mux};
 use dsoftbus::policy::Acl;
+use nexus_wire::{Reader, Writer};
 
 const STREAM: &str = "obs.logs";
 /// The trace context A propagates in its OPEN (W3C traceparent form).
@@ -186,14 +187,8 @@ fn node_a(
     send_all(&mut a, s, &data)?;
     let reply = read_exact(&mut a, s, REPLY_LEN)?;
     let elapsed = t0.elapsed();
-    let len = reply
-        .get(..8)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_le_bytes);
-    let theirs = reply
-        .get(8..REPLY_LEN)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_le_bytes);
+    let mut r = Reader::new(&reply);
+    let (len, theirs) = (r.u64().ok(), r.u64().ok());
     if len != Some(TOTAL as u64) || theirs != Some(sum) {
         return Err(format!(
             "A: B's reply {len:?} {theirs:x?} does not match {TOTAL} bytes {sum:016x}"
@@ -402,10 +397,10 @@ fn node_b(
         ));
     }
     println!("B: received {got} bytes, checksum {sum:016x} verified");
-    let mut reply = [0u8; REPLY_LEN];
-    let (l, c) = reply.split_at_mut(8);
-    l.copy_from_slice(&(got as u64).to_le_bytes());
-    c.copy_from_slice(&sum.to_le_bytes());
+    let reply = Writer::to_array::<REPLY_LEN>(|w| {
+        w.u64(got as u64).u64(sum);
+    })
+    .map_err(|e| format!("B: reply: {e}"))?;
     send_all(&mut b, s, &reply)?;
     println!("B: replied {REPLY_LEN} bytes (length, checksum) on stream {s}");
 

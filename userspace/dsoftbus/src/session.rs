@@ -77,6 +77,7 @@ use core::fmt;
 use blake2::{Blake2s256, Digest};
 use chacha20::cipher::{KeyIvInit, StreamCipher};
 use chacha20::ChaCha20;
+use nexus_wire::{Reader, Writer};
 use snow::params::{CipherChoice, DHChoice, HashChoice, NoiseParams};
 use snow::resolvers::{CryptoResolver, DefaultResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
@@ -103,6 +104,16 @@ pub const RECORD_HEADER_LEN: usize = LEN_PREFIX + 8;
 const KEY_LEN: usize = 32;
 /// Bytes of the handshake payload announcing a `max_record`.
 const HELLO_LEN: usize = 2;
+
+/// The handshake payload: the sender's `max_record`, u16 little endian.
+fn encode_hello(max_record: u16) -> [u8; HELLO_LEN] {
+    // One u16 into two bytes: cannot fail.
+    Writer::to_array(|w| {
+        w.u16(max_record);
+    })
+    .unwrap_or_default()
+}
+
 /// Domain separation for the ephemeral-key generator.
 const RNG_DOMAIN: &[u8] = b"nexus-dsoftbus-session-rng";
 
@@ -325,8 +336,8 @@ impl Handshake {
         while !rest.is_empty() {
             let want = LEN_PREFIX + message_len(self.step);
             fill(&mut self.rx, want, &mut rest);
-            if let Some((prefix, _)) = self.rx.split_first_chunk::<LEN_PREFIX>() {
-                if usize::from(u16::from_le_bytes(*prefix)) != message_len(self.step) {
+            if let Ok(prefix) = Reader::new(&self.rx).u16() {
+                if usize::from(prefix) != message_len(self.step) {
                     return Err(self.fail(CloseReason::Malformed));
                 }
             }
@@ -376,15 +387,13 @@ impl Handshake {
                 if !hello.is_empty() {
                     return Err(self.fail(CloseReason::Malformed));
                 }
-                let announce = self.local_max.to_le_bytes();
-                self.write_next(&announce)?;
+                self.write_next(&encode_hello(self.local_max))?;
                 Ok(None)
             }
             // Initiator read message 2: answer with message 3, done.
             1 => {
                 let peer_max = self.parse_hello(hello)?;
-                let announce = self.local_max.to_le_bytes();
-                self.write_next(&announce)?;
+                self.write_next(&encode_hello(self.local_max))?;
                 self.finish(peer_max, rest, &mut |_, _| true).map(Some)
             }
             // Responder read message 3: the initiator is known and proven.
@@ -397,10 +406,9 @@ impl Handshake {
 
     /// The peer's `max_record` from a handshake payload.
     fn parse_hello(&mut self, hello: &[u8]) -> Result<u16, CloseReason> {
-        match <[u8; HELLO_LEN]>::try_from(hello) {
-            Ok(bytes) if usize::from(u16::from_le_bytes(bytes)) <= MAX_RECORD => {
-                Ok(u16::from_le_bytes(bytes))
-            }
+        let mut r = Reader::new(hello);
+        match (r.u16(), r.finish()) {
+            (Ok(max), Ok(())) if usize::from(max) <= MAX_RECORD => Ok(max),
             _ => Err(self.fail(CloseReason::Malformed)),
         }
     }
@@ -416,11 +424,16 @@ impl Handshake {
             Ok(n) if n == len => {}
             _ => return Err(self.fail(CloseReason::Handshake)),
         }
-        let (Ok(prefix), Some(body)) = (u16::try_from(len), message.get(..len)) else {
+        let Some(body) = message.get(..len) else {
             return Err(self.fail(CloseReason::Handshake));
         };
-        self.outbox.extend_from_slice(&prefix.to_le_bytes());
-        self.outbox.extend_from_slice(body);
+        if Writer::append(&mut self.outbox, usize::MAX, |w| {
+            w.bytes_u16(body);
+        })
+        .is_err()
+        {
+            return Err(self.fail(CloseReason::Handshake));
+        }
         self.step = self.step.saturating_add(1);
         Ok(())
     }
@@ -594,19 +607,17 @@ impl Session {
         let Ok(len) = u16::try_from(ct_len) else {
             return Err(self.close(CloseReason::TooLarge));
         };
-        let mut record = vec![0u8; RECORD_HEADER_LEN.saturating_add(ct_len)];
+        let record_len = RECORD_HEADER_LEN.saturating_add(ct_len);
+        let mut record = Vec::with_capacity(record_len);
+        // Two fixed-size fields, unbounded writer: cannot fail.
+        let _ = Writer::new(&mut record).u16(len).u64(seq).finish();
+        record.resize(record_len, 0);
         let written = match record.get_mut(RECORD_HEADER_LEN..) {
             Some(body) => self.transport.write_message(seq, plaintext, body),
             None => Err(snow::Error::Input),
         };
         if written != Ok(ct_len) {
             return Err(self.close(CloseReason::Handshake));
-        }
-        for (dst, src) in record
-            .iter_mut()
-            .zip(len.to_le_bytes().into_iter().chain(seq.to_le_bytes()))
-        {
-            *dst = src;
         }
         self.tx_seq = next;
         self.stats.records_sealed = self.stats.records_sealed.saturating_add(1);
@@ -648,10 +659,10 @@ impl Session {
         }
         if self.rx_want == RECORD_HEADER_LEN {
             // The header is complete: judge the announced length first.
-            let Some((prefix, _)) = self.rx.split_first_chunk::<LEN_PREFIX>() else {
+            let Ok(prefix) = Reader::new(&self.rx).u16() else {
                 return Err(CloseReason::Malformed);
             };
-            let ct_len = usize::from(u16::from_le_bytes(*prefix));
+            let ct_len = usize::from(prefix);
             if ct_len < TAG_LEN {
                 return Err(CloseReason::Malformed);
             }
@@ -675,13 +686,11 @@ impl Session {
 
     /// Decrypts the complete record in `rx` and checks its sequence.
     fn open_current(&mut self) -> Result<Vec<u8>, CloseReason> {
-        let Some((_, after_len)) = self.rx.split_first_chunk::<LEN_PREFIX>() else {
+        let mut r = Reader::new(&self.rx);
+        let (Ok(_len), Ok(seq)) = (r.u16(), r.u64()) else {
             return Err(CloseReason::Malformed);
         };
-        let Some((seq, ciphertext)) = after_len.split_first_chunk::<8>() else {
-            return Err(CloseReason::Malformed);
-        };
-        let seq = u64::from_le_bytes(*seq);
+        let ciphertext = r.rest();
         let mut plaintext = vec![0u8; ciphertext.len().saturating_sub(TAG_LEN)];
         // Any refusal (bad tag, the reserved nonce) means not authentic.
         let n = self

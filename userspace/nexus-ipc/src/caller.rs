@@ -4,8 +4,8 @@
 //! this, so correlation is written once.
 
 use crate::correlate::{NonceGen, Pending};
-use crate::wire::{Header, WireError};
 use crate::{Endpoint, SendError, ServiceId};
+use nexus_wire::{Header, WireError};
 
 /// Most foreign frames one call drops before giving up as a timeout, so a
 /// flood of unrelated frames cannot keep a caller waiting forever.

@@ -8,8 +8,8 @@
 //! * [`Endpoint`] is the small trait service code is written against.
 //! * [`router::Router`] is the no_std routing core with bounded queues; the OS
 //!   runtime owns one, and [`host`] wraps one for threads on the host.
-//! * [`wire`] holds the common frame header (magic, version, op, nonce) and a
-//!   panic-free byte reader used by every protocol's codec.
+//! * Frames are written and read with `nexus-wire`, the one codec: its
+//!   header (magic, version, op, nonce), statuses, reader and writer.
 //! * [`caller`] is the sequential request/reply client every protocol
 //!   client is built on.
 //! * [`correlate`] matches replies to requests by the echoed nonce; replies
@@ -26,7 +26,6 @@ pub mod correlate;
 #[cfg(feature = "std")]
 pub mod host;
 pub mod router;
-pub mod wire;
 
 use alloc::vec::Vec;
 use core::fmt;

@@ -9,8 +9,8 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use nexus_ipc::caller::{CallError, Caller};
-use nexus_ipc::wire::WireError;
 use nexus_ipc::{Endpoint, SendError, ServiceId};
+use nexus_wire::WireError;
 
 use crate::fields::Fields;
 use crate::proto::{self, AppendRequest, QueryPage, QueryRequest, Reply, Stats, Status};

@@ -21,8 +21,8 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use nexus_ipc::wire::{put_bytes_u16, put_bytes_u8, Header, Reader, WireError, REPLY_BIT};
 use nexus_ipc::ServiceId;
+use nexus_wire::{Header, Reader, WireError, Writer, REPLY_BIT};
 
 use crate::fields::Fields;
 use crate::record::Record;
@@ -45,8 +45,9 @@ pub mod op {
     pub const APPEND_ONEWAY: u8 = 4;
 }
 
-/// Reply statuses are shared by every nexus-obs protocol.
-pub use nexus_ipc::wire::Status;
+/// Reply statuses and their reject counters are shared by every nexus-obs
+/// protocol.
+pub use nexus_wire::{Rejects, Status};
 
 /// An APPEND body, borrowed from the frame. `level` is the raw byte: an
 /// unknown level is `invalid_args`, judged by the server.
@@ -159,12 +160,12 @@ fn decode_query(r: &mut Reader<'_>) -> Result<QueryRequest, WireError> {
     let since_ns = r.u64()?;
     let until_ns = r.u64()?;
     let min_level = r.u8()?;
-    let has_sender = r.u8()?;
+    let has_sender = r.bool()?;
     let sender = r.u32()?;
-    let sender = match has_sender {
-        0 if sender == 0 => None,
-        1 => Some(ServiceId::new(sender)),
-        _ => return Err(WireError::BadValue),
+    let sender = match (has_sender, sender) {
+        (false, 0) => None,
+        (true, id) => Some(ServiceId::new(id)),
+        (false, _) => return Err(WireError::BadValue),
     };
     Ok(QueryRequest {
         since_ns,
@@ -194,27 +195,32 @@ pub fn encode_append(
         op::APPEND
     };
     let mut out =
-        Vec::with_capacity(16 + body.target.len() + body.message.len() + body.fields.len());
-    header(op, nonce).emit(&mut out);
-    out.push(body.level);
-    put_bytes_u8(&mut out, body.target.as_bytes())?;
-    put_bytes_u16(&mut out, body.message.as_bytes())?;
-    put_bytes_u16(&mut out, body.fields.as_bytes())?;
+        Vec::with_capacity(17 + body.target.len() + body.message.len() + body.fields.len());
+    Writer::new(&mut out)
+        .header(&header(op, nonce))
+        .u8(body.level)
+        .str_u8(body.target)
+        .str_u16(body.message)
+        .str_u16(body.fields)
+        .finish()?;
     Ok(out)
 }
 
 /// Encodes a QUERY.
 pub fn encode_query(nonce: u64, q: &QueryRequest) -> Vec<u8> {
     let mut out = Vec::with_capacity(12 + 36);
-    header(op::QUERY, nonce).emit(&mut out);
-    out.extend_from_slice(&q.since_ns.to_le_bytes());
-    out.extend_from_slice(&q.until_ns.to_le_bytes());
-    out.push(q.min_level);
-    out.push(u8::from(q.sender.is_some()));
-    out.extend_from_slice(&q.sender.map_or(0, ServiceId::get).to_le_bytes());
-    out.extend_from_slice(&q.cursor.to_le_bytes());
-    out.extend_from_slice(&q.max_count.to_le_bytes());
-    out.extend_from_slice(&q.max_bytes.to_le_bytes());
+    // Unbounded writer, fixed-size fields: cannot fail.
+    let _ = Writer::new(&mut out)
+        .header(&header(op::QUERY, nonce))
+        .u64(q.since_ns)
+        .u64(q.until_ns)
+        .u8(q.min_level)
+        .bool(q.sender.is_some())
+        .u32(q.sender.map_or(0, ServiceId::get))
+        .u64(q.cursor)
+        .u16(q.max_count)
+        .u32(q.max_bytes)
+        .finish();
     out
 }
 
@@ -238,62 +244,6 @@ pub struct QueryPage {
     pub more: bool,
     /// The records, in id order.
     pub records: Vec<Record>,
-}
-
-/// Reject counters, one per non-ok status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Rejects {
-    /// `malformed` replies (and unanswerable header-less frames).
-    pub malformed: u64,
-    /// `unsupported`.
-    pub unsupported: u64,
-    /// `invalid_args`.
-    pub invalid_args: u64,
-    /// `over_limit`.
-    pub over_limit: u64,
-    /// `rate_limited`.
-    pub rate_limited: u64,
-    /// `denied`.
-    pub denied: u64,
-}
-
-impl Rejects {
-    /// Adds one to the counter of `status` (`ok` is not counted here).
-    pub fn count(&mut self, status: Status) {
-        let c = match status {
-            Status::Ok => return,
-            Status::Malformed => &mut self.malformed,
-            Status::Unsupported => &mut self.unsupported,
-            Status::InvalidArgs => &mut self.invalid_args,
-            Status::OverLimit => &mut self.over_limit,
-            Status::RateLimited => &mut self.rate_limited,
-            Status::Denied => &mut self.denied,
-        };
-        *c = c.saturating_add(1);
-    }
-
-    fn as_array(&self) -> [u64; 6] {
-        [
-            self.malformed,
-            self.unsupported,
-            self.invalid_args,
-            self.over_limit,
-            self.rate_limited,
-            self.denied,
-        ]
-    }
-
-    fn from_array(a: [u64; 6]) -> Self {
-        let [malformed, unsupported, invalid_args, over_limit, rate_limited, denied] = a;
-        Self {
-            malformed,
-            unsupported,
-            invalid_args,
-            over_limit,
-            rate_limited,
-            denied,
-        }
-    }
 }
 
 /// Per-sender accounting in a STATS reply.
@@ -360,58 +310,56 @@ pub enum Reply {
 /// learns which version the server speaks), with the request's op and nonce.
 pub fn encode_reply(req: &Header, reply: &Reply) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
-    Header {
+    let mut w = Writer::new(&mut out);
+    w.header(&Header {
         version: VERSION,
         ..req.reply()
-    }
-    .emit(&mut out);
+    });
     match reply {
-        Reply::Rejected(s) => out.push(*s as u8),
+        Reply::Rejected(s) => {
+            w.u8(s.as_u8());
+        }
         Reply::Appended(id) => {
-            out.push(Status::Ok as u8);
-            out.extend_from_slice(&id.to_le_bytes());
+            w.u8(Status::Ok.as_u8()).u64(*id);
         }
         Reply::Page(p) => {
-            out.push(Status::Ok as u8);
-            out.extend_from_slice(&p.next.to_le_bytes());
-            out.extend_from_slice(&p.gap.to_le_bytes());
-            out.push(u8::from(p.more));
             let n = u16::try_from(p.records.len()).unwrap_or(u16::MAX);
-            out.extend_from_slice(&n.to_le_bytes());
+            w.u8(Status::Ok.as_u8())
+                .u64(p.next)
+                .u64(p.gap)
+                .bool(p.more)
+                .u16(n);
             for r in p.records.iter().take(usize::from(n)) {
-                encode_record(&mut out, r);
+                write_record(&mut w, r);
             }
         }
         Reply::Stats(s) => {
-            out.push(Status::Ok as u8);
-            for v in [
-                s.records,
-                s.bytes,
-                s.max_records,
-                s.max_bytes,
-                s.appended,
-                s.evicted,
-            ]
-            .into_iter()
-            .chain(s.rejects.as_array())
-            .chain([
-                s.identity_spoofs,
-                s.replies_dropped,
-                s.senders_tracked,
-                s.sender_evictions,
-            ]) {
-                out.extend_from_slice(&v.to_le_bytes());
-            }
+            w.u8(Status::Ok.as_u8())
+                .u64(s.records)
+                .u64(s.bytes)
+                .u64(s.max_records)
+                .u64(s.max_bytes)
+                .u64(s.appended)
+                .u64(s.evicted);
+            s.rejects.emit(&mut w);
+            w.u64(s.identity_spoofs)
+                .u64(s.replies_dropped)
+                .u64(s.senders_tracked)
+                .u64(s.sender_evictions);
             let n = u16::try_from(s.senders.len()).unwrap_or(u16::MAX);
-            out.extend_from_slice(&n.to_le_bytes());
+            w.u16(n);
             for e in s.senders.iter().take(usize::from(n)) {
-                out.extend_from_slice(&e.sender.get().to_le_bytes());
-                for v in [e.records, e.bytes, e.evicted, e.rejected] {
-                    out.extend_from_slice(&v.to_le_bytes());
-                }
+                w.u32(e.sender.get())
+                    .u64(e.records)
+                    .u64(e.bytes)
+                    .u64(e.evicted)
+                    .u64(e.rejected);
             }
         }
     }
+    // Unbounded writer; counts are capped to their prefixes above and
+    // record strings are cut to theirs in `write_record`: cannot fail.
+    let _ = w.finish();
     out
 }
 
@@ -419,14 +367,17 @@ pub fn encode_reply(req: &Header, reply: &Reply) -> Vec<u8> {
 /// (far below the prefixes' range); an impossible overlong string is cut at
 /// the prefix limit rather than corrupting the frame.
 pub fn encode_record(out: &mut Vec<u8>, r: &Record) {
-    out.extend_from_slice(&r.id.to_le_bytes());
-    out.extend_from_slice(&r.ts_ns.to_le_bytes());
-    out.extend_from_slice(&r.sender.get().to_le_bytes());
-    out.push(r.level.as_u8());
-    let _ = put_bytes_u8(out, prefix(&r.target, usize::from(u8::MAX)).as_bytes());
-    for s in [r.message.as_str(), r.fields.as_str()] {
-        let _ = put_bytes_u16(out, prefix(s, usize::from(u16::MAX)).as_bytes());
-    }
+    write_record(&mut Writer::new(out), r);
+}
+
+fn write_record(w: &mut Writer<'_>, r: &Record) {
+    w.u64(r.id)
+        .u64(r.ts_ns)
+        .u32(r.sender.get())
+        .u8(r.level.as_u8())
+        .str_u8(prefix(&r.target, usize::from(u8::MAX)))
+        .str_u16(prefix(&r.message, usize::from(u16::MAX)))
+        .str_u16(prefix(r.fields.as_str(), usize::from(u16::MAX)));
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a
@@ -452,7 +403,7 @@ fn decode_record(r: &mut Reader<'_>) -> Result<Record, WireError> {
         id: r.u64()?,
         ts_ns: r.u64()?,
         sender: ServiceId::new(r.u32()?),
-        level: Level::from_u8(r.u8()?).ok_or(WireError::BadValue)?,
+        level: r.enum_u8(Level::from_u8)?,
         target: String::from(r.str_u8()?),
         message: String::from(r.str_u16()?),
         fields: Fields::parse(r.str_u16()?).map_err(|_| WireError::BadValue)?,
@@ -466,7 +417,7 @@ pub fn decode_reply(frame: &[u8]) -> Result<(Header, Reply), WireError> {
         return Err(WireError::BadValue);
     }
     let mut r = Reader::new(body);
-    let status = Status::from_u8(r.u8()?).ok_or(WireError::BadValue)?;
+    let status = r.enum_u8(Status::from_u8)?;
     let reply = if status != Status::Ok {
         Reply::Rejected(status)
     } else {
@@ -475,11 +426,7 @@ pub fn decode_reply(frame: &[u8]) -> Result<(Header, Reply), WireError> {
             op::QUERY => {
                 let next = r.u64()?;
                 let gap = r.u64()?;
-                let more = match r.u8()? {
-                    0 => false,
-                    1 => true,
-                    _ => return Err(WireError::BadValue),
-                };
+                let more = r.bool()?;
                 let n = r.u16()?;
                 // Each record is at least WIRE_OVERHEAD bytes: bound the
                 // allocation by what the frame can actually hold.
@@ -496,12 +443,17 @@ pub fn decode_reply(frame: &[u8]) -> Result<(Header, Reply), WireError> {
                 })
             }
             op::STATS => {
-                let mut v = [0u64; 16];
-                for slot in v.iter_mut() {
-                    *slot = r.u64()?;
-                }
-                let [records, bytes, max_records, max_bytes, appended, evicted, a, b, c, d, e, f, identity_spoofs, replies_dropped, senders_tracked, sender_evictions] =
-                    v;
+                let records = r.u64()?;
+                let bytes = r.u64()?;
+                let max_records = r.u64()?;
+                let max_bytes = r.u64()?;
+                let appended = r.u64()?;
+                let evicted = r.u64()?;
+                let rejects = Rejects::parse(&mut r)?;
+                let identity_spoofs = r.u64()?;
+                let replies_dropped = r.u64()?;
+                let senders_tracked = r.u64()?;
+                let sender_evictions = r.u64()?;
                 let n = r.u16()?;
                 let mut senders = Vec::with_capacity(usize::from(n).min(r.remaining() / 36));
                 for _ in 0..n {
@@ -520,7 +472,7 @@ pub fn decode_reply(frame: &[u8]) -> Result<(Header, Reply), WireError> {
                     max_bytes,
                     appended,
                     evicted,
-                    rejects: Rejects::from_array([a, b, c, d, e, f]),
+                    rejects,
                     identity_spoofs,
                     replies_dropped,
                     senders_tracked,

@@ -7,7 +7,6 @@
     clippy::indexing_slicing
 )]
 
-use nexus_ipc::wire::Header;
 use nexus_ipc::ServiceId;
 use nexus_log::proto::{
     self, decode_reply, decode_request, encode_append, encode_query, encode_reply, encode_stats,
@@ -15,6 +14,7 @@ use nexus_log::proto::{
     Stats, Status,
 };
 use nexus_log::{Fields, FieldsBuilder, Level, Record};
+use nexus_wire::Header;
 use proptest::prelude::*;
 
 fn level() -> impl Strategy<Value = Level> {

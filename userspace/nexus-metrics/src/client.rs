@@ -24,8 +24,8 @@ use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use nexus_bounds::Clock;
 use nexus_ipc::caller::{CallError, Caller};
-use nexus_ipc::wire::WireError;
 use nexus_ipc::{Endpoint, SendError, ServiceId};
+use nexus_wire::WireError;
 use spinning_top::Spinlock;
 
 use crate::proto::{

@@ -27,9 +27,9 @@
 
 use alloc::vec::Vec;
 
-use nexus_ipc::wire::{put_bytes_u8, Header, Reader, WireError, REPLY_BIT};
+use nexus_wire::{Header, Reader, WireError, Writer, REPLY_BIT};
 
-pub use nexus_ipc::wire::Status;
+pub use nexus_wire::{Rejects, Status};
 
 /// Protocol tag.
 pub const MAGIC: [u8; 2] = *b"MT";
@@ -181,12 +181,24 @@ pub enum RequestError {
     Malformed(Header),
 }
 
-fn pairs<'a>(r: &mut Reader<'a>) -> Result<Vec<(&'a str, &'a str)>, WireError> {
+/// Reads what [`write_pairs`] wrote.
+pub fn read_pairs<'a>(r: &mut Reader<'a>) -> Result<Vec<(&'a str, &'a str)>, WireError> {
     let n = r.u8()?;
     // Each pair takes at least 2 bytes: bound the allocation by the input.
     let mut v = Vec::with_capacity(usize::from(n).min(r.remaining() / 2));
     for _ in 0..n {
         v.push((r.str_u8()?, r.str_u8()?));
+    }
+    Ok(v)
+}
+
+/// Reads what [`write_u64s`] wrote.
+pub fn read_u64s(r: &mut Reader<'_>) -> Result<Vec<u64>, WireError> {
+    let n = r.u8()?;
+    // Each value takes 8 bytes: bound the allocation by the input.
+    let mut v = Vec::with_capacity(usize::from(n).min(r.remaining() / 8));
+    for _ in 0..n {
+        v.push(r.u64()?);
     }
     Ok(v)
 }
@@ -199,28 +211,20 @@ fn decode_entry<'a>(r: &mut Reader<'a>) -> Result<Entry<'a>, WireError> {
         },
         tag::SET => Entry::Set {
             series: r.u32()?,
-            value: r.u64()? as i64,
+            value: r.i64()?,
         },
         tag::ADD => Entry::Add {
             series: r.u32()?,
-            delta: r.u64()? as i64,
+            delta: r.i64()?,
         },
-        tag::HIST => {
-            let series = r.u32()?;
-            let n = r.u8()?;
-            let mut counts = Vec::with_capacity(usize::from(n).min(r.remaining() / 8));
-            for _ in 0..n {
-                counts.push(r.u64()?);
-            }
-            Entry::Hist {
-                series,
-                counts,
-                sum: r.u64()?,
-            }
-        }
+        tag::HIST => Entry::Hist {
+            series: r.u32()?,
+            counts: read_u64s(r)?,
+            sum: r.u64()?,
+        },
         tag::SPAN_START => Entry::SpanStart {
             span: r.u64()?,
-            trace: u128::from_le_bytes(r.array()?),
+            trace: r.u128()?,
             parent: r.u64()?,
             start_ns: r.u64()?,
             name: r.str_u8()?,
@@ -229,7 +233,7 @@ fn decode_entry<'a>(r: &mut Reader<'a>) -> Result<Entry<'a>, WireError> {
             span: r.u64()?,
             end_ns: r.u64()?,
             status: r.u8()?,
-            attrs: pairs(r)?,
+            attrs: read_pairs(r)?,
         },
         _ => return Err(WireError::BadValue),
     })
@@ -246,17 +250,11 @@ pub fn decode_request(frame: &[u8]) -> Result<(Header, Request<'_>), RequestErro
         op::REGISTER => (|| -> Result<Request<'_>, WireError> {
             let kind = r.u8()?;
             let name = r.str_u8()?;
-            let labels = pairs(&mut r)?;
-            let n = r.u8()?;
-            let mut bounds = Vec::with_capacity(usize::from(n).min(r.remaining() / 8));
-            for _ in 0..n {
-                bounds.push(r.u64()?);
-            }
             Ok(Request::Register(Register {
                 kind,
                 name,
-                labels,
-                bounds,
+                labels: read_pairs(&mut r)?,
+                bounds: read_u64s(&mut r)?,
             }))
         })(),
         op::BATCH | op::BATCH_ONEWAY => (|| -> Result<Request<'_>, WireError> {
@@ -296,59 +294,60 @@ fn header(op: u8, nonce: u64) -> Header {
     Header::request(MAGIC, VERSION, op, nonce)
 }
 
-fn put_pairs(out: &mut Vec<u8>, pairs: &[(&str, &str)]) -> Result<(), WireError> {
-    out.push(u8::try_from(pairs.len()).map_err(|_| WireError::BadValue)?);
+/// Appends a u8 count, then each pair as two u8-prefixed strings (REGISTER
+/// labels, span attributes, metricsd's persisted registrations).
+pub fn write_pairs<'s>(
+    w: &mut Writer<'_>,
+    pairs: impl ExactSizeIterator<Item = (&'s str, &'s str)>,
+) {
+    w.count_u8(pairs.len());
     for (k, v) in pairs {
-        put_bytes_u8(out, k.as_bytes())?;
-        put_bytes_u8(out, v.as_bytes())?;
+        w.str_u8(k).str_u8(v);
     }
-    Ok(())
+}
+
+/// Appends a u8 count, then each value as a u64 (histogram bounds and
+/// bucket counts).
+pub fn write_u64s(w: &mut Writer<'_>, vs: &[u64]) {
+    w.count_u8(vs.len());
+    for v in vs {
+        w.u64(*v);
+    }
 }
 
 /// Encodes a REGISTER.
 pub fn encode_register(nonce: u64, reg: &Register<'_>) -> Result<Vec<u8>, WireError> {
     let mut out = Vec::with_capacity(64);
-    header(op::REGISTER, nonce).emit(&mut out);
-    out.push(reg.kind);
-    put_bytes_u8(&mut out, reg.name.as_bytes())?;
-    put_pairs(&mut out, &reg.labels)?;
-    out.push(u8::try_from(reg.bounds.len()).map_err(|_| WireError::BadValue)?);
-    for b in &reg.bounds {
-        out.extend_from_slice(&b.to_le_bytes());
-    }
+    let mut w = Writer::new(&mut out);
+    w.header(&header(op::REGISTER, nonce))
+        .u8(reg.kind)
+        .str_u8(reg.name);
+    write_pairs(&mut w, reg.labels.iter().copied());
+    write_u64s(&mut w, &reg.bounds);
+    w.finish()?;
     Ok(out)
 }
 
-/// Appends one entry's wire form to `out`.
+/// Appends one entry's wire form to `out`; on error `out` is left as it was.
 pub fn encode_entry(out: &mut Vec<u8>, e: &Entry<'_>) -> Result<(), WireError> {
-    match e {
+    Writer::append(out, usize::MAX, |w| match e {
         Entry::Inc { series, delta } => {
-            out.push(tag::INC);
-            out.extend_from_slice(&series.to_le_bytes());
-            out.extend_from_slice(&delta.to_le_bytes());
+            w.u8(tag::INC).u32(*series).u64(*delta);
         }
         Entry::Set { series, value } => {
-            out.push(tag::SET);
-            out.extend_from_slice(&series.to_le_bytes());
-            out.extend_from_slice(&value.to_le_bytes());
+            w.u8(tag::SET).u32(*series).i64(*value);
         }
         Entry::Add { series, delta } => {
-            out.push(tag::ADD);
-            out.extend_from_slice(&series.to_le_bytes());
-            out.extend_from_slice(&delta.to_le_bytes());
+            w.u8(tag::ADD).u32(*series).i64(*delta);
         }
         Entry::Hist {
             series,
             counts,
             sum,
         } => {
-            out.push(tag::HIST);
-            out.extend_from_slice(&series.to_le_bytes());
-            out.push(u8::try_from(counts.len()).map_err(|_| WireError::BadValue)?);
-            for c in counts {
-                out.extend_from_slice(&c.to_le_bytes());
-            }
-            out.extend_from_slice(&sum.to_le_bytes());
+            w.u8(tag::HIST).u32(*series);
+            write_u64s(w, counts);
+            w.u64(*sum);
         }
         Entry::SpanStart {
             span,
@@ -357,12 +356,12 @@ pub fn encode_entry(out: &mut Vec<u8>, e: &Entry<'_>) -> Result<(), WireError> {
             start_ns,
             name,
         } => {
-            out.push(tag::SPAN_START);
-            out.extend_from_slice(&span.to_le_bytes());
-            out.extend_from_slice(&trace.to_le_bytes());
-            out.extend_from_slice(&parent.to_le_bytes());
-            out.extend_from_slice(&start_ns.to_le_bytes());
-            put_bytes_u8(out, name.as_bytes())?;
+            w.u8(tag::SPAN_START)
+                .u64(*span)
+                .u128(*trace)
+                .u64(*parent)
+                .u64(*start_ns)
+                .str_u8(name);
         }
         Entry::SpanEnd {
             span,
@@ -370,30 +369,33 @@ pub fn encode_entry(out: &mut Vec<u8>, e: &Entry<'_>) -> Result<(), WireError> {
             status,
             attrs,
         } => {
-            out.push(tag::SPAN_END);
-            out.extend_from_slice(&span.to_le_bytes());
-            out.extend_from_slice(&end_ns.to_le_bytes());
-            out.push(*status);
-            put_pairs(out, attrs)?;
+            w.u8(tag::SPAN_END).u64(*span).u64(*end_ns).u8(*status);
+            write_pairs(w, attrs.iter().copied());
         }
-    }
-    Ok(())
+    })
+    .map(|_| ())
 }
 
 /// Starts a BATCH frame; append entries with [`encode_entry`] and finish
 /// with [`finish_batch`].
 pub fn begin_batch(nonce: u64, oneway: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    header(if oneway { op::BATCH_ONEWAY } else { op::BATCH }, nonce).emit(&mut out);
-    out.extend_from_slice(&0u16.to_le_bytes());
+    let op = if oneway { op::BATCH_ONEWAY } else { op::BATCH };
+    // Unbounded writer, fixed-size fields: cannot fail.
+    let _ = Writer::new(&mut out)
+        .header(&header(op, nonce))
+        .u16(0)
+        .finish();
     out
 }
 
+/// Offset of the entry count in a BATCH frame.
+const BATCH_COUNT_AT: usize = nexus_wire::HEADER_LEN;
+
 /// Writes the entry count into a frame started by [`begin_batch`].
-pub fn finish_batch(frame: &mut [u8], count: u16) {
-    if let Some(slot) = frame.get_mut(12..14) {
-        slot.copy_from_slice(&count.to_le_bytes());
-    }
+pub fn finish_batch(frame: &mut Vec<u8>, count: u16) {
+    // A frame shorter than a header is not one of ours: left alone.
+    let _ = Writer::new(frame).patch_u16(BATCH_COUNT_AT, count).finish();
 }
 
 /// Encodes a whole BATCH.
@@ -412,9 +414,12 @@ pub fn encode_batch(nonce: u64, oneway: bool, entries: &[Entry<'_>]) -> Result<V
 /// Encodes a SCRAPE.
 pub fn encode_scrape(nonce: u64, cursor: u32, max_bytes: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(20);
-    header(op::SCRAPE, nonce).emit(&mut out);
-    out.extend_from_slice(&cursor.to_le_bytes());
-    out.extend_from_slice(&max_bytes.to_le_bytes());
+    // Unbounded writer, fixed-size fields: cannot fail.
+    let _ = Writer::new(&mut out)
+        .header(&header(op::SCRAPE, nonce))
+        .u32(cursor)
+        .u32(max_bytes)
+        .finish();
     out
 }
 
@@ -428,9 +433,12 @@ pub fn encode_stats(nonce: u64) -> Vec<u8> {
 /// Encodes a SEGMENTS request.
 pub fn encode_segments(nonce: u64, series: u32, tier: u8) -> Vec<u8> {
     let mut out = Vec::with_capacity(17);
-    header(op::SEGMENTS, nonce).emit(&mut out);
-    out.extend_from_slice(&series.to_le_bytes());
-    out.push(tier);
+    // Unbounded writer, fixed-size fields: cannot fail.
+    let _ = Writer::new(&mut out)
+        .header(&header(op::SEGMENTS, nonce))
+        .u32(series)
+        .u8(tier)
+        .finish();
     out
 }
 
@@ -482,8 +490,8 @@ pub struct MetricsStats {
     pub updates: u64,
     /// Spans ended and exported.
     pub spans_ended: u64,
-    /// Rejects by status: malformed, unsupported, invalid_args, over_limit, rate_limited, denied.
-    pub rejects: [u64; 6],
+    /// Requests and entries refused, by status.
+    pub rejects: Rejects,
     /// Registrations refused by a cardinality cap.
     pub series_overflow: u64,
     /// Identity claims refused.
@@ -497,49 +505,50 @@ pub struct MetricsStats {
 }
 
 impl MetricsStats {
-    fn to_array(self) -> [u64; 16] {
-        let [a, b, c, d, e, f] = self.rejects;
-        [
-            self.series,
-            self.live_spans,
-            self.updates,
-            self.spans_ended,
-            a,
-            b,
-            c,
-            d,
-            e,
-            f,
-            self.series_overflow,
-            self.identity_spoofs,
-            self.snapshots_exported,
-            self.segments,
-            self.sender_evictions,
-            0,
-        ]
+    /// Appends the 16 u64 of a STATS reply body: series, live_spans,
+    /// updates, spans_ended, the six reject counters, series_overflow,
+    /// identity_spoofs, snapshots_exported, segments, sender_evictions and
+    /// a reserved 0.
+    fn emit(&self, w: &mut Writer<'_>) {
+        w.u64(self.series)
+            .u64(self.live_spans)
+            .u64(self.updates)
+            .u64(self.spans_ended);
+        self.rejects.emit(w);
+        w.u64(self.series_overflow)
+            .u64(self.identity_spoofs)
+            .u64(self.snapshots_exported)
+            .u64(self.segments)
+            .u64(self.sender_evictions)
+            .u64(0);
     }
 
-    fn from_array(v: [u64; 16]) -> Self {
-        let [series, live_spans, updates, spans_ended, a, b, c, d, e, f, series_overflow, identity_spoofs, snapshots_exported, segments, sender_evictions, _] =
-            v;
-        Self {
+    /// Reads what [`Self::emit`] wrote (the reserved word is ignored).
+    fn parse(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let series = r.u64()?;
+        let live_spans = r.u64()?;
+        let updates = r.u64()?;
+        let spans_ended = r.u64()?;
+        let rejects = Rejects::parse(r)?;
+        let s = Self {
             series,
             live_spans,
             updates,
             spans_ended,
-            rejects: [a, b, c, d, e, f],
-            series_overflow,
-            identity_spoofs,
-            snapshots_exported,
-            segments,
-            sender_evictions,
-        }
+            rejects,
+            series_overflow: r.u64()?,
+            identity_spoofs: r.u64()?,
+            snapshots_exported: r.u64()?,
+            segments: r.u64()?,
+            sender_evictions: r.u64()?,
+        };
+        r.u64()?;
+        Ok(s)
     }
 
-    /// Reject counter of `status`.
+    /// Reject counter of `status` (`ok` is always 0).
     pub fn rejected(&self, status: Status) -> u64 {
-        let i = (status as usize).wrapping_sub(1);
-        self.rejects.get(i).copied().unwrap_or(0)
+        self.rejects.get(status)
     }
 }
 
@@ -563,48 +572,47 @@ pub enum Reply {
 /// Encodes the reply to `req`.
 pub fn encode_reply(req: &Header, reply: &Reply) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
-    Header {
+    let mut w = Writer::new(&mut out);
+    w.header(&Header {
         version: VERSION,
         ..req.reply()
-    }
-    .emit(&mut out);
-    if let Reply::Rejected(s) = reply {
-        out.push(*s as u8);
-        return out;
-    }
-    out.push(Status::Ok as u8);
+    });
+    let status = match reply {
+        Reply::Rejected(s) => *s,
+        _ => Status::Ok,
+    };
+    w.u8(status.as_u8());
     match reply {
         Reply::Rejected(_) => {}
-        Reply::Registered(id) => out.extend_from_slice(&id.to_le_bytes()),
+        Reply::Registered(id) => {
+            w.u32(*id);
+        }
         Reply::Batch(b) => {
-            out.extend_from_slice(&b.accepted.to_le_bytes());
-            out.extend_from_slice(&b.rejected.to_le_bytes());
-            out.push(b.first_reject as u8);
+            w.u16(b.accepted).u16(b.rejected).u8(b.first_reject.as_u8());
         }
         Reply::Scrape(p) => {
-            out.extend_from_slice(&p.next.to_le_bytes());
-            out.push(u8::from(p.more));
-            let n = u32::try_from(p.text.len()).unwrap_or(u32::MAX);
-            out.extend_from_slice(&n.to_le_bytes());
-            out.extend_from_slice(p.text.as_bytes().get(..n as usize).unwrap_or(b""));
+            // Text past 4 GiB (never produced: pages are bounded) is cut at
+            // the prefix limit rather than refused.
+            let n = p.text.len().min(u32::MAX as usize);
+            w.u32(p.next)
+                .bool(p.more)
+                .bytes_u32(p.text.as_bytes().get(..n).unwrap_or(b""));
         }
-        Reply::Stats(s) => {
-            for v in s.to_array() {
-                out.extend_from_slice(&v.to_le_bytes());
-            }
-        }
+        Reply::Stats(s) => s.emit(&mut w),
         Reply::Segments(v) => {
             let n = u16::try_from(v.len()).unwrap_or(u16::MAX);
-            out.extend_from_slice(&n.to_le_bytes());
+            w.u16(n);
             for s in v.iter().take(usize::from(n)) {
-                out.extend_from_slice(&s.start_ns.to_le_bytes());
-                out.extend_from_slice(&s.count.to_le_bytes());
-                out.extend_from_slice(&s.sum.to_le_bytes());
-                out.extend_from_slice(&s.min.to_le_bytes());
-                out.extend_from_slice(&s.max.to_le_bytes());
+                w.u64(s.start_ns)
+                    .u64(s.count)
+                    .i64(s.sum)
+                    .i64(s.min)
+                    .i64(s.max);
             }
         }
     }
+    // Unbounded writer; every count is capped to its prefix above: cannot fail.
+    let _ = w.finish();
     out
 }
 
@@ -615,7 +623,7 @@ pub fn decode_reply(frame: &[u8]) -> Result<(Header, Reply), WireError> {
         return Err(WireError::BadValue);
     }
     let mut r = Reader::new(body);
-    let status = Status::from_u8(r.u8()?).ok_or(WireError::BadValue)?;
+    let status = r.enum_u8(Status::from_u8)?;
     let reply = if status != Status::Ok {
         Reply::Rejected(status)
     } else {
@@ -624,31 +632,19 @@ pub fn decode_reply(frame: &[u8]) -> Result<(Header, Reply), WireError> {
             op::BATCH => Reply::Batch(BatchResult {
                 accepted: r.u16()?,
                 rejected: r.u16()?,
-                first_reject: Status::from_u8(r.u8()?).ok_or(WireError::BadValue)?,
+                first_reject: r.enum_u8(Status::from_u8)?,
             }),
             op::SCRAPE => {
                 let next = r.u32()?;
-                let more = match r.u8()? {
-                    0 => false,
-                    1 => true,
-                    _ => return Err(WireError::BadValue),
-                };
-                let n = r.u32()?;
-                let text =
-                    core::str::from_utf8(r.bytes(n as usize)?).map_err(|_| WireError::BadValue)?;
+                let more = r.bool()?;
+                let text = r.str_u32()?;
                 Reply::Scrape(ScrapePage {
                     next,
                     more,
                     text: alloc::string::String::from(text),
                 })
             }
-            op::STATS => {
-                let mut v = [0u64; 16];
-                for slot in v.iter_mut() {
-                    *slot = r.u64()?;
-                }
-                Reply::Stats(MetricsStats::from_array(v))
-            }
+            op::STATS => Reply::Stats(MetricsStats::parse(&mut r)?),
             op::SEGMENTS => {
                 let n = r.u16()?;
                 let mut v = Vec::with_capacity(usize::from(n).min(r.remaining() / 40));
@@ -656,9 +652,9 @@ pub fn decode_reply(frame: &[u8]) -> Result<(Header, Reply), WireError> {
                     v.push(WireSegment {
                         start_ns: r.u64()?,
                         count: r.u64()?,
-                        sum: r.u64()? as i64,
-                        min: r.u64()? as i64,
-                        max: r.u64()? as i64,
+                        sum: r.i64()?,
+                        min: r.i64()?,
+                        max: r.i64()?,
                     });
                 }
                 Reply::Segments(v)

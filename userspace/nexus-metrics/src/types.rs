@@ -186,35 +186,15 @@ impl Buckets {
     }
 }
 
-/// The kind of a metric family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u8)]
-pub enum MetricKind {
-    /// Monotonic `u64`.
-    Counter = 0,
-    /// `i64`, set or added to.
-    Gauge = 1,
-    /// Fixed-bucket histogram of `u64` observations.
-    Histogram = 2,
-}
-
-impl MetricKind {
-    /// Decodes the wire byte.
-    pub fn from_u8(b: u8) -> Option<Self> {
-        match b {
-            0 => Some(Self::Counter),
-            1 => Some(Self::Gauge),
-            2 => Some(Self::Histogram),
-            _ => None,
-        }
-    }
-    /// The Prometheus type name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Counter => "counter",
-            Self::Gauge => "gauge",
-            Self::Histogram => "histogram",
-        }
+nexus_wire::byte_enum! {
+    /// The kind of a metric family; its name is the Prometheus type name.
+    pub enum MetricKind {
+        /// Monotonic `u64`.
+        Counter = 0 => "counter",
+        /// `i64`, set or added to.
+        Gauge = 1 => "gauge",
+        /// Fixed-bucket histogram of `u64` observations.
+        Histogram = 2 => "histogram",
     }
 }
 
@@ -274,35 +254,15 @@ impl fmt::Display for TraceId {
     }
 }
 
-/// How a span ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum SpanStatus {
-    /// Not set by the code that ended it.
-    Unset = 0,
-    /// Succeeded.
-    Ok = 1,
-    /// Failed.
-    Error = 2,
-}
-
-impl SpanStatus {
-    /// Decodes the wire byte.
-    pub fn from_u8(b: u8) -> Option<Self> {
-        match b {
-            0 => Some(Self::Unset),
-            1 => Some(Self::Ok),
-            2 => Some(Self::Error),
-            _ => None,
-        }
-    }
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unset => "unset",
-            Self::Ok => "ok",
-            Self::Error => "error",
-        }
+nexus_wire::byte_enum! {
+    /// How a span ended.
+    pub enum SpanStatus {
+        /// Not set by the code that ended it.
+        Unset = 0 => "unset",
+        /// Succeeded.
+        Ok = 1 => "ok",
+        /// Failed.
+        Error = 2 => "error",
     }
 }
 

@@ -7,12 +7,12 @@
     clippy::indexing_slicing
 )]
 
-use nexus_ipc::wire::{Header, WireError, REPLY_BIT};
 use nexus_metrics::proto::{
     self, decode_reply, decode_request, encode_batch, encode_register, encode_reply, encode_scrape,
-    encode_segments, encode_stats, op, tag, BatchResult, Entry, MetricsStats, Register, Reply,
-    Request, RequestError, ScrapePage, Status, WireSegment,
+    encode_segments, encode_stats, op, tag, BatchResult, Entry, MetricsStats, Register, Rejects,
+    Reply, Request, RequestError, ScrapePage, Status, WireSegment,
 };
+use nexus_wire::{Header, WireError, REPLY_BIT};
 use proptest::prelude::*;
 
 fn header(op: u8, nonce: u64) -> Header {
@@ -196,7 +196,7 @@ fn stats() -> impl Strategy<Value = MetricsStats> {
         live_spans: v[1],
         updates: v[2],
         spans_ended: v[3],
-        rejects: [v[4], v[5], v[6], v[7], v[8], v[9]],
+        rejects: Rejects::from_array([v[4], v[5], v[6], v[7], v[8], v[9]]),
         series_overflow: v[10],
         identity_spoofs: v[11],
         snapshots_exported: v[12],
@@ -387,7 +387,7 @@ proptest! {
     fn stats_rejected_maps_statuses_in_wire_order(s in stats()) {
         prop_assert_eq!(s.rejected(Status::Ok), 0);
         for (i, st) in Status::ALL[1..].iter().enumerate() {
-            prop_assert_eq!(s.rejected(*st), s.rejects[i]);
+            prop_assert_eq!(s.rejected(*st), s.rejects.as_array()[i]);
         }
     }
 }
@@ -634,7 +634,7 @@ fn stats_reply_is_sixteen_u64_in_documented_order() {
         live_spans: 2,
         updates: 3,
         spans_ended: 4,
-        rejects: [5, 6, 7, 8, 9, 10],
+        rejects: Rejects::from_array([5, 6, 7, 8, 9, 10]),
         series_overflow: 11,
         identity_spoofs: 12,
         snapshots_exported: 13,
@@ -656,7 +656,7 @@ fn stats_reply_is_sixteen_u64_in_documented_order() {
 #[test]
 fn stats_rejected_fixed() {
     let s = MetricsStats {
-        rejects: [10, 20, 30, 40, 50, 60],
+        rejects: Rejects::from_array([10, 20, 30, 40, 50, 60]),
         ..MetricsStats::default()
     };
     assert_eq!(s.rejected(Status::Ok), 0);

@@ -1,5 +1,7 @@
 //! Byte layout of the superblock and of entry headers (all little-endian).
 
+use nexus_wire::{Reader, Writer};
+
 use crate::BLOCK_SIZE;
 
 /// Superblock magic, bytes 0..8 of block 0.
@@ -13,6 +15,8 @@ pub const ENTRY_HEADER_LEN: usize = 16;
 
 /// Bytes of the superblock covered by its CRC.
 const SUPER_CRC_AT: usize = 28;
+/// Bytes of the superblock that are not padding: the fields and the CRC.
+const SUPER_LEN: usize = SUPER_CRC_AT + 4;
 
 /// Decoded contents of block 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,34 +29,43 @@ pub(crate) struct Superblock {
 impl Superblock {
     /// A full block: fields, CRC, then zeros.
     pub fn encode(&self) -> [u8; BLOCK_SIZE] {
-        let mut b = [0u8; BLOCK_SIZE];
-        put(&mut b, 0, &SUPER_MAGIC);
-        put(&mut b, 8, &VERSION.to_le_bytes());
-        put(&mut b, 12, &self.active.to_le_bytes());
-        put(&mut b, 16, &self.generation.to_le_bytes());
-        put(&mut b, 24, &self.boot_count.to_le_bytes());
-        let crc = crc32fast::hash(b.get(..SUPER_CRC_AT).unwrap_or_default());
-        put(&mut b, SUPER_CRC_AT, &crc.to_le_bytes());
-        b
+        let covered = Writer::to_array::<SUPER_CRC_AT>(|w| {
+            w.bytes(&SUPER_MAGIC)
+                .u32(VERSION)
+                .u32(self.active)
+                .u64(self.generation)
+                .u32(self.boot_count);
+        });
+        // Fixed-size fields into arrays sized for them: cannot fail. Were it
+        // to, the all-zero block has no magic and mounts as "no superblock".
+        let Ok(covered) = covered else {
+            return [0; BLOCK_SIZE];
+        };
+        Writer::to_array::<BLOCK_SIZE>(|w| {
+            w.bytes(&covered)
+                .u32(crc32fast::hash(&covered))
+                .bytes(&[0; BLOCK_SIZE - SUPER_LEN]);
+        })
+        .unwrap_or([0; BLOCK_SIZE])
     }
 
     /// `None` unless magic, version, active half and CRC are all valid.
     pub fn decode(b: &[u8; BLOCK_SIZE]) -> Option<Self> {
-        if b.first_chunk::<8>()? != &SUPER_MAGIC || u32_at(b, 8)? != VERSION {
+        let mut r = Reader::new(b);
+        if r.array::<8>().ok()? != SUPER_MAGIC || r.u32().ok()? != VERSION {
             return None;
         }
-        let crc = u32_at(b, SUPER_CRC_AT)?;
-        if crc32fast::hash(b.get(..SUPER_CRC_AT)?) != crc {
-            return None;
-        }
-        let active = u32_at(b, 12)?;
-        if active > 1 {
+        let active = r.u32().ok()?;
+        let generation = r.u64().ok()?;
+        let boot_count = r.u32().ok()?;
+        let crc = r.u32().ok()?;
+        if crc32fast::hash(b.get(..SUPER_CRC_AT)?) != crc || active > 1 {
             return None;
         }
         Some(Self {
             active,
-            generation: u64_at(b, 16)?,
-            boot_count: u32_at(b, 24)?,
+            generation,
+            boot_count,
         })
     }
 }
@@ -80,20 +93,21 @@ impl EntryHeader {
     }
 
     pub fn encode(&self) -> [u8; ENTRY_HEADER_LEN] {
-        let mut b = [0u8; ENTRY_HEADER_LEN];
-        put(&mut b, 0, &self.magic.to_le_bytes());
-        put(&mut b, 4, &self.gen.to_le_bytes());
-        put(&mut b, 8, &self.len.to_le_bytes());
-        put(&mut b, 12, &self.crc.to_le_bytes());
-        b
+        // Four u32 into 16 bytes: cannot fail (a zero header never verifies).
+        Writer::to_array::<ENTRY_HEADER_LEN>(|w| {
+            w.u32(self.magic).u32(self.gen).u32(self.len).u32(self.crc);
+        })
+        .unwrap_or([0; ENTRY_HEADER_LEN])
     }
 
     pub fn decode(b: &[u8; ENTRY_HEADER_LEN]) -> Self {
+        // Four u32 from 16 bytes: every read succeeds.
+        let mut r = Reader::new(b);
         Self {
-            magic: u32_at(b, 0).unwrap_or_default(),
-            gen: u32_at(b, 4).unwrap_or_default(),
-            len: u32_at(b, 8).unwrap_or_default(),
-            crc: u32_at(b, 12).unwrap_or_default(),
+            magic: r.u32().unwrap_or_default(),
+            gen: r.u32().unwrap_or_default(),
+            len: r.u32().unwrap_or_default(),
+            crc: r.u32().unwrap_or_default(),
         }
     }
 }
@@ -105,29 +119,6 @@ pub(crate) fn entry_crc(gen: u32, len: u32, payload: &[u8]) -> u32 {
     h.update(&len.to_le_bytes());
     h.update(payload);
     h.finalize()
-}
-
-/// Copies `bytes` into `buf` at `at`; does nothing if they would not fit
-/// (every caller writes at constant offsets inside a fixed-size array).
-fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
-    let Some(end) = at.checked_add(bytes.len()) else {
-        return;
-    };
-    if let Some(dst) = buf.get_mut(at..end) {
-        dst.copy_from_slice(bytes);
-    }
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    b.get(at..)?
-        .first_chunk::<4>()
-        .map(|c| u32::from_le_bytes(*c))
-}
-
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    b.get(at..)?
-        .first_chunk::<8>()
-        .map(|c| u64::from_le_bytes(*c))
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@
 /// * `from_u8(b) -> Option<Self>` (unknown bytes are `None`, never a panic)
 ///   and `as_u8(self) -> u8`;
 /// * `as_str(self) -> &'static str` and `parse(&str) -> Option<Self>`;
+///   a variant may list extra spellings `parse` accepts after its name,
+///   `Warn = 3 => "warn" | "warning"` (`as_str` gives the first);
 /// * `Display` (the name) and `TryFrom<u8>` (error: [`crate::WireError::BadValue`]).
 ///
 /// ```
@@ -23,6 +25,18 @@
 /// assert_eq!(Colour::from_u8(2), None);
 /// assert_eq!(Colour::parse("red").map(Colour::as_u8), Some(1));
 /// assert_eq!(Colour::ALL.len(), 2);
+///
+/// nexus_wire::byte_enum! {
+///     /// A severity with an alias.
+///     pub enum Sev {
+///         /// Low.
+///         Low = 0 => "low",
+///         /// High, also spelt "hi".
+///         High = 1 => "high" | "hi",
+///     }
+/// }
+/// assert_eq!(Sev::parse("hi"), Some(Sev::High));
+/// assert_eq!(Sev::High.as_str(), "high");
 /// ```
 #[macro_export]
 macro_rules! byte_enum {
@@ -31,7 +45,7 @@ macro_rules! byte_enum {
         $vis:vis enum $name:ident {
             $(
                 $(#[$vmeta:meta])*
-                $variant:ident = $byte:literal => $text:literal
+                $variant:ident = $byte:literal => $text:literal $(| $alias:literal)*
             ),+ $(,)?
         }
     ) => {
@@ -69,10 +83,10 @@ macro_rules! byte_enum {
                 }
             }
 
-            /// Parses the name given by [`Self::as_str`].
+            /// Parses the name given by [`Self::as_str`] (or a declared alias).
             pub fn parse(s: &str) -> Option<$name> {
                 match s {
-                    $($text => Some($name::$variant),)+
+                    $($text $(| $alias)* => Some($name::$variant),)+
                     _ => None,
                 }
             }
@@ -86,7 +100,8 @@ macro_rules! byte_enum {
 
         impl ::core::convert::TryFrom<u8> for $name {
             type Error = $crate::WireError;
-            fn try_from(b: u8) -> Result<Self, $crate::WireError> {
+            // Not `Self::Error`: that is ambiguous with a variant named `Error`.
+            fn try_from(b: u8) -> Result<$name, $crate::WireError> {
                 $name::from_u8(b).ok_or($crate::WireError::BadValue)
             }
         }

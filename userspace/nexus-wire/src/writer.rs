@@ -42,6 +42,50 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// Appends to `out` with `f` under the bound `max_len`, all or
+    /// nothing: on error `out` is cut back to its length before the call,
+    /// so a refused value never leaves half a frame behind.
+    ///
+    /// ```
+    /// let mut out = vec![9];
+    /// let r = nexus_wire::Writer::append(&mut out, usize::MAX, |w| {
+    ///     w.u8(1).str_u8(&"x".repeat(300));
+    /// });
+    /// assert_eq!(r, Err(nexus_wire::WireError::BadValue));
+    /// assert_eq!(out, [9]);
+    /// ```
+    pub fn append(
+        out: &mut Vec<u8>,
+        max_len: usize,
+        f: impl FnOnce(&mut Writer<'_>),
+    ) -> Result<usize, WireError> {
+        let start = out.len();
+        let mut w = Writer::bounded(out, max_len);
+        f(&mut w);
+        let done = w.finish();
+        if done.is_err() {
+            out.truncate(start);
+        }
+        done
+    }
+
+    /// Encodes exactly `N` bytes with `f` into an array (fixed-size
+    /// headers). `TooLarge` past `N`, `Truncated` short of it.
+    ///
+    /// ```
+    /// let h = nexus_wire::Writer::to_array::<6>(|w| {
+    ///     w.bytes(b"NX").u32(7);
+    /// });
+    /// assert_eq!(h, Ok([b'N', b'X', 7, 0, 0, 0]));
+    /// ```
+    pub fn to_array<const N: usize>(f: impl FnOnce(&mut Writer<'_>)) -> Result<[u8; N], WireError> {
+        let mut out = Vec::with_capacity(N);
+        let mut w = Writer::bounded(&mut out, N);
+        f(&mut w);
+        w.finish()?;
+        <[u8; N]>::try_from(out).map_err(|_| WireError::Truncated)
+    }
+
     /// Length of the buffer so far (including what was there before).
     pub fn len(&self) -> usize {
         self.out.len()
@@ -116,6 +160,23 @@ impl<'a> Writer<'a> {
     /// Appends a flag byte, `0` or `1`.
     pub fn bool(&mut self, v: bool) -> &mut Self {
         self.u8(u8::from(v))
+    }
+
+    /// Appends the count of the items that follow as a u8; `BadValue`
+    /// past 255 (the caller then writes the items).
+    pub fn count_u8(&mut self, n: usize) -> &mut Self {
+        match u8::try_from(n) {
+            Ok(n) => self.u8(n),
+            Err(_) => self.fail(WireError::BadValue),
+        }
+    }
+    /// Appends the count of the items that follow as a u16; `BadValue`
+    /// past 65,535.
+    pub fn count_u16(&mut self, n: usize) -> &mut Self {
+        match u16::try_from(n) {
+            Ok(n) => self.u16(n),
+            Err(_) => self.fail(WireError::BadValue),
+        }
     }
 
     /// Appends a `u8` length, then the bytes; `BadValue` past 255 bytes.

@@ -9,12 +9,12 @@ byte_enum! {
         /// A.
         A = 0 => "a",
         /// B.
-        B = 5 => "b_two",
+        B = 5 => "b_two" | "b2" | "bee",
     }
 }
 
 byte_enum! {
-    /// Variants named like `TryFrom`'s associated type still compile.
+    /// Variant names that collide with associated items (`TryFrom::Error`).
     pub enum Outcome {
         /// Fine.
         Ok = 0 => "ok",
@@ -24,7 +24,7 @@ byte_enum! {
 }
 
 #[test]
-fn a_variant_named_error_is_allowed() {
+fn variants_may_be_named_like_associated_items() {
     assert_eq!(Outcome::try_from(1), Ok(Outcome::Error));
     assert_eq!(Outcome::try_from(2), Err(WireError::BadValue));
     assert_eq!(Outcome::Ok.as_str(), "ok");
@@ -62,6 +62,10 @@ fn byte_enums_decode_only_their_bytes() {
     assert_eq!(Kind::try_from(9), Err(WireError::BadValue));
     assert_eq!(Kind::parse("b_two"), Some(Kind::B));
     assert_eq!(Kind::B.to_string(), "b_two");
+    assert_eq!(Kind::parse("b2"), Some(Kind::B), "an alias");
+    assert_eq!(Kind::parse("bee"), Some(Kind::B), "another alias");
+    assert_eq!(Kind::parse("B"), None);
+    assert!(Kind::A < Kind::B, "ordered by declaration");
     for b in 0..=u8::MAX {
         if let Some(k) = Kind::from_u8(b) {
             assert_eq!(k.as_u8(), b);
@@ -118,6 +122,70 @@ fn writer_latches_the_first_error() {
     w.patch_u16(2, 1);
     assert_eq!(w.finish(), Err(WireError::BadValue));
     assert_eq!(out, [0, 1, 2]);
+}
+
+#[test]
+fn counts_must_fit_their_prefix() {
+    let mut out = Vec::new();
+    let mut w = Writer::new(&mut out);
+    w.count_u8(255).count_u16(65_535);
+    assert_eq!(w.finish(), Ok(3));
+    w.count_u8(256).u8(1);
+    assert_eq!(w.finish(), Err(WireError::BadValue));
+    let mut out = Vec::new();
+    let mut w = Writer::new(&mut out);
+    w.count_u16(65_536);
+    assert_eq!(w.finish(), Err(WireError::BadValue));
+    assert!(out.is_empty());
+}
+
+#[test]
+fn append_is_all_or_nothing() {
+    let mut out = vec![0xEE];
+    assert_eq!(
+        Writer::append(&mut out, usize::MAX, |w| {
+            w.u8(1).u16(2);
+        }),
+        Ok(4)
+    );
+    assert_eq!(out, [0xEE, 1, 2, 0]);
+    // A prefix written before the bound is hit is taken back too.
+    assert_eq!(
+        Writer::append(&mut out, 6, |w| {
+            w.str_u8("abc");
+        }),
+        Err(WireError::TooLarge)
+    );
+    assert_eq!(out, [0xEE, 1, 2, 0]);
+    assert_eq!(
+        Writer::append(&mut out, usize::MAX, |w| {
+            w.u8(7).bytes_u8(&[0; 256]);
+        }),
+        Err(WireError::BadValue)
+    );
+    assert_eq!(out, [0xEE, 1, 2, 0]);
+}
+
+#[test]
+fn to_array_wants_exactly_n_bytes() {
+    assert_eq!(
+        Writer::to_array::<4>(|w| {
+            w.u32(0x0403_0201);
+        }),
+        Ok([1, 2, 3, 4])
+    );
+    assert_eq!(
+        Writer::to_array::<4>(|w| {
+            w.u16(1);
+        }),
+        Err(WireError::Truncated)
+    );
+    assert_eq!(
+        Writer::to_array::<4>(|w| {
+            w.u64(1);
+        }),
+        Err(WireError::TooLarge)
+    );
 }
 
 #[test]

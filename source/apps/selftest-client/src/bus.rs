@@ -25,7 +25,10 @@ use dsoftbus::policy::Acl;
 use nexus_svc::platform::{Network, Platform, TcpSocket, TcpState};
 
 use crate::pair::{close, connect, send_all, Role};
-use crate::pairproto::{expected_checksum, ByteStream, Fnv1a64, PORT, SEED, STREAM_BYTES};
+use crate::pairproto::{
+    expected_checksum, parse_stream_reply, stream_reply, ByteStream, Fnv1a64, PORT, SEED,
+    STREAM_BYTES, STREAM_REPLY_LEN,
+};
 
 /// The stream the proof uses, and the ones a peer may open.
 const BULK: &str = "selftest.bulk";
@@ -204,21 +207,15 @@ fn node_a<P: Platform, N: Network>(
         .map_err(|e| format!("close: {e:?}"))?;
     // B's reply on the same stream: length and checksum, 16 bytes.
     let mut reply = Vec::new();
-    while reply.len() < 16 {
+    while reply.len() < STREAM_REPLY_LEN {
         pump(p, &mut sock, &mut link, acl, &mut buf, deadline)?;
         let mux = link.mux().ok_or_else(|| String::from("no mux"))?;
-        let mut r = [0u8; 16];
+        let mut r = [0u8; STREAM_REPLY_LEN];
         let n = mux.recv(s, &mut r).map_err(|e| format!("recv: {e:?}"))?;
         reply.extend_from_slice(r.get(..n).unwrap_or_default());
     }
-    let len = reply
-        .get(..8)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_le_bytes);
-    let theirs = reply
-        .get(8..16)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_le_bytes);
+    let got = parse_stream_reply(reply.get(..STREAM_REPLY_LEN).unwrap_or_default());
+    let (len, theirs) = (got.map(|g| g.0), got.map(|g| g.1));
     let ours = sum.finish();
     if len != Some(STREAM_BYTES) || theirs != Some(ours) {
         return Err(format!(
@@ -337,10 +334,7 @@ fn node_b<P: Platform, N: Network>(
         ));
     }
     p.console(&format!("dsoftbus: stream verified {got} {sum:016x}"));
-    let mut reply = [0u8; 16];
-    let (l, c) = reply.split_at_mut(8);
-    l.copy_from_slice(&got.to_le_bytes());
-    c.copy_from_slice(&sum.to_le_bytes());
+    let reply = stream_reply(got, sum);
     // All 16 bytes must be accepted (the credit may need a round trip).
     let mut sent = 0;
     while sent < reply.len() {

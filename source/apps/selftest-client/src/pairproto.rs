@@ -12,6 +12,8 @@
 //! Pure code: both nodes' phases (`pair`, `bus`) use it, and it is
 //! unit-tested on the host.
 
+use nexus_wire::{Reader, Writer};
+
 /// The TCP port node B listens on.
 pub const PORT: u16 = 7000;
 /// Payload bytes node A sends: 1 MiB.
@@ -110,34 +112,51 @@ pub fn expected_checksum(seed: u64, len: u64) -> u64 {
 
 /// A's header for a payload of `len` bytes.
 pub fn header(len: u64) -> [u8; HEADER_LEN] {
-    let mut h = [0u8; HEADER_LEN];
-    let (magic, n) = h.split_at_mut(4);
-    magic.copy_from_slice(&HEADER_MAGIC);
-    n.copy_from_slice(&len.to_le_bytes());
-    h
+    // Magic and a u64 into 12 bytes: cannot fail (zeros would be refused
+    // by B as a bad magic).
+    Writer::to_array(|w| {
+        w.bytes(&HEADER_MAGIC).u64(len);
+    })
+    .unwrap_or([0; HEADER_LEN])
 }
 
 /// B's reply: the length and checksum it received.
 pub fn reply(len: u64, checksum: u64) -> [u8; REPLY_LEN] {
-    let mut r = [0u8; REPLY_LEN];
-    let (magic, rest) = r.split_at_mut(4);
-    let (n, sum) = rest.split_at_mut(8);
-    magic.copy_from_slice(&REPLY_MAGIC);
-    n.copy_from_slice(&len.to_le_bytes());
-    sum.copy_from_slice(&checksum.to_le_bytes());
-    r
-}
-
-fn le_u64(b: &[u8]) -> Option<u64> {
-    Some(u64::from_le_bytes(b.try_into().ok()?))
+    // Magic and two u64 into 20 bytes: cannot fail (zeros would be refused
+    // by A as a bad magic).
+    Writer::to_array(|w| {
+        w.bytes(&REPLY_MAGIC).u64(len).u64(checksum);
+    })
+    .unwrap_or([0; REPLY_LEN])
 }
 
 /// Decodes B's reply into `(len, checksum)`; `None` on a wrong magic.
 pub fn parse_reply(r: &[u8; REPLY_LEN]) -> Option<(u64, u64)> {
-    let (magic, rest) = r.split_at(4);
-    let (n, sum) = rest.split_at(8);
-    (magic == REPLY_MAGIC).then_some(())?;
-    Some((le_u64(n)?, le_u64(sum)?))
+    let mut r = Reader::new(r);
+    (r.array::<4>().ok()? == REPLY_MAGIC).then_some(())?;
+    Some((r.u64().ok()?, r.u64().ok()?))
+}
+
+/// Bytes of B's reply on the mux stream of the device-bus proof.
+pub const STREAM_REPLY_LEN: usize = 16;
+
+/// B's reply on the mux stream (`bus`): the length and the checksum it
+/// received, u64 little endian each, no magic (the stream is authenticated).
+pub fn stream_reply(len: u64, checksum: u64) -> [u8; STREAM_REPLY_LEN] {
+    // Two u64 into 16 bytes: cannot fail.
+    Writer::to_array(|w| {
+        w.u64(len).u64(checksum);
+    })
+    .unwrap_or([0; STREAM_REPLY_LEN])
+}
+
+/// Decodes [`stream_reply`]: `(len, checksum)`, `None` unless exactly
+/// [`STREAM_REPLY_LEN`] bytes.
+pub fn parse_stream_reply(b: &[u8]) -> Option<(u64, u64)> {
+    let mut r = Reader::new(b);
+    let got = (r.u64().ok()?, r.u64().ok()?);
+    r.finish().ok()?;
+    Some(got)
 }
 
 /// Why B refused the stream.
@@ -196,11 +215,11 @@ impl StreamReceiver {
             if self.hdr_got < HEADER_LEN {
                 return Ok(None);
             }
-            let (magic, n) = self.hdr.split_at(4);
-            if magic != HEADER_MAGIC {
+            let mut hdr = Reader::new(&self.hdr);
+            if hdr.array::<4>() != Ok(HEADER_MAGIC) {
                 return Err(StreamError::BadMagic);
             }
-            let total = le_u64(n).unwrap_or(u64::MAX);
+            let total = hdr.u64().unwrap_or(u64::MAX);
             if total > self.limit {
                 return Err(StreamError::TooLong(total));
             }
@@ -288,6 +307,17 @@ mod tests {
             r.feed(&header(0)),
             Ok(Some((0, Fnv1a64::default().finish())))
         );
+    }
+
+    #[test]
+    fn stream_reply_round_trips() {
+        let r = stream_reply(STREAM_BYTES, 0x0123_4567_89ab_cdef);
+        assert_eq!(r[..8], STREAM_BYTES.to_le_bytes());
+        assert_eq!(
+            parse_stream_reply(&r),
+            Some((STREAM_BYTES, 0x0123_4567_89ab_cdef))
+        );
+        assert_eq!(parse_stream_reply(&r[..15]), None);
     }
 
     #[test]

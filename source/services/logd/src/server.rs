@@ -8,7 +8,6 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use nexus_bounds::{BucketConfig, LimiterConfig, RateLimiter};
-use nexus_ipc::wire::Header;
 use nexus_ipc::ServiceId;
 use nexus_log::fields::Fields;
 use nexus_log::proto::{
@@ -16,6 +15,7 @@ use nexus_log::proto::{
     Status,
 };
 use nexus_log::{Level, Record};
+use nexus_wire::Header;
 
 use crate::config::{Config, ConfigError};
 use crate::journal::Journal;

@@ -177,7 +177,7 @@ fn replies_from_strangers_and_stale_nonces_are_dropped_and_counted() {
     let cid = c.endpoint().id();
     // A forged "reply" from a non-logd endpoint, queued before the call.
     let forged = proto::encode_reply(
-        &nexus_ipc::wire::Header {
+        &nexus_wire::Header {
             magic: proto::MAGIC,
             version: 1,
             op: proto::op::APPEND,

@@ -20,11 +20,12 @@
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
-use nexus_ipc::wire::{put_bytes_u8, Reader};
 use nexus_ipc::ServiceId;
+use nexus_metrics::proto::{read_pairs, read_u64s, write_pairs, write_u64s};
 use nexus_metrics::{Buckets, Labels, MetricKind, MetricName};
 use nexus_store::{BlockDevice, MountReport, StateStore, StoreError};
 use nexus_svc::Persist;
+use nexus_wire::{Reader, Writer};
 
 use crate::registry::Registration;
 use crate::rollup::{Segment, Tier, SEGMENT_TAG};
@@ -37,77 +38,56 @@ const SAMPLE_TAG: u8 = b'W';
 /// Encodes one persisted item.
 pub fn encode(p: &Persisted) -> Vec<u8> {
     let mut out = Vec::with_capacity(48);
+    let mut w = Writer::new(&mut out);
     match p {
         Persisted::Register(id, r) => {
-            out.push(REGISTER_TAG);
-            out.extend_from_slice(&id.to_le_bytes());
-            out.extend_from_slice(&r.owner.get().to_le_bytes());
-            out.push(r.kind as u8);
-            let _ = put_bytes_u8(&mut out, r.name.as_str().as_bytes());
-            out.push(r.labels.len() as u8);
-            for (k, v) in r.labels.iter() {
-                let _ = put_bytes_u8(&mut out, k.as_bytes());
-                let _ = put_bytes_u8(&mut out, v.as_bytes());
-            }
-            let bounds = r.buckets.as_ref().map_or(&[][..], |b| b.bounds());
-            out.push(bounds.len() as u8);
-            for b in bounds {
-                out.extend_from_slice(&b.to_le_bytes());
-            }
+            w.u8(REGISTER_TAG)
+                .u32(*id)
+                .u32(r.owner.get())
+                .u8(r.kind.as_u8())
+                .str_u8(r.name.as_str());
+            let labels: Vec<(&str, &str)> = r.labels.iter().collect();
+            write_pairs(&mut w, labels.iter().copied());
+            write_u64s(&mut w, r.buckets.as_ref().map_or(&[][..], |b| b.bounds()));
         }
         Persisted::Sample {
             series,
             ts_ns,
             value,
         } => {
-            out.push(SAMPLE_TAG);
-            out.extend_from_slice(&series.to_le_bytes());
-            out.extend_from_slice(&ts_ns.to_le_bytes());
-            out.extend_from_slice(&value.to_le_bytes());
+            w.u8(SAMPLE_TAG).u32(*series).u64(*ts_ns).i64(*value);
         }
-        Persisted::Segment(s) => s.encode(&mut out),
+        Persisted::Segment(s) => s.write(&mut w),
     }
+    // Names, labels and bounds are validated newtypes, far inside their
+    // prefixes (64-byte names, 8 labels, 16 bounds): cannot fail.
+    let _ = w.finish();
     out
 }
 
 /// Decodes one entry; `None` for anything malformed. Never panics.
 pub fn decode(bytes: &[u8]) -> Option<Persisted> {
-    match *bytes.first()? {
-        SEGMENT_TAG => Segment::decode(bytes).map(Persisted::Segment),
-        SAMPLE_TAG => {
-            let mut r = Reader::new(bytes.get(1..)?);
-            let p = Persisted::Sample {
-                series: r.u32().ok()?,
-                ts_ns: r.u64().ok()?,
-                value: r.u64().ok()? as i64,
-            };
-            r.finish().ok()?;
-            Some(p)
-        }
+    let mut r = Reader::new(bytes);
+    let p = match r.u8().ok()? {
+        SEGMENT_TAG => return Segment::decode(bytes).map(Persisted::Segment),
+        SAMPLE_TAG => Persisted::Sample {
+            series: r.u32().ok()?,
+            ts_ns: r.u64().ok()?,
+            value: r.i64().ok()?,
+        },
         REGISTER_TAG => {
-            let mut r = Reader::new(bytes.get(1..)?);
             let id = r.u32().ok()?;
             let owner = ServiceId::new(r.u32().ok()?);
-            let kind = MetricKind::from_u8(r.u8().ok()?)?;
+            let kind = r.enum_u8(MetricKind::from_u8).ok()?;
             let name = MetricName::new(r.str_u8().ok()?).ok()?;
-            let n = r.u8().ok()?;
-            let mut pairs = Vec::new();
-            for _ in 0..n {
-                pairs.push((r.str_u8().ok()?, r.str_u8().ok()?));
-            }
-            let labels = Labels::new(&pairs).ok()?;
-            let nb = r.u8().ok()?;
-            let mut bounds = Vec::new();
-            for _ in 0..nb {
-                bounds.push(r.u64().ok()?);
-            }
-            r.finish().ok()?;
+            let labels = Labels::new(&read_pairs(&mut r).ok()?).ok()?;
+            let bounds = read_u64s(&mut r).ok()?;
             let buckets = if bounds.is_empty() {
                 None
             } else {
                 Some(Buckets::new(&bounds).ok()?)
             };
-            Some(Persisted::Register(
+            Persisted::Register(
                 id,
                 Registration {
                     owner,
@@ -116,10 +96,12 @@ pub fn decode(bytes: &[u8]) -> Option<Persisted> {
                     labels,
                     buckets,
                 },
-            ))
+            )
         }
-        _ => None,
-    }
+        _ => return None,
+    };
+    r.finish().ok()?;
+    Some(p)
 }
 
 /// What opening the store found.

@@ -110,7 +110,7 @@ impl Retention {
     /// tier (saturating at 0) and returns how many were dropped.
     pub fn gc(&mut self, now_ns: u64) -> usize {
         let mut dropped = 0usize;
-        for tier in Tier::ALL {
+        for &tier in Tier::ALL {
             let cutoff = now_ns.saturating_sub(self.cfg.ttl_ns(tier));
             // Within a tier, ends grow with starts: the expired segments
             // are a prefix of the tier's range.

@@ -54,6 +54,8 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use nexus_wire::{Reader, Writer};
+
 /// Width of a 10 s window in nanoseconds.
 pub const TIER_10S_NS: u64 = 10_000_000_000;
 /// Width of a 60 s window in nanoseconds.
@@ -63,41 +65,23 @@ pub const SEGMENT_TAG: u8 = b'S';
 /// Length of an encoded [`Segment`].
 pub const SEGMENT_LEN: usize = 46;
 
-/// A rollup resolution. Ordered finest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Tier {
-    /// 10 s windows.
-    S10,
-    /// 60 s windows.
-    S60,
+nexus_wire::byte_enum! {
+    /// A rollup resolution. Ordered finest first. On the wire (SEGMENTS
+    /// requests, persisted segments) 1 is 10 s and 2 is 60 s.
+    pub enum Tier {
+        /// 10 s windows.
+        S10 = 1 => "10s",
+        /// 60 s windows.
+        S60 = 2 => "60s",
+    }
 }
 
 impl Tier {
-    /// Both tiers, finest first.
-    pub const ALL: [Tier; 2] = [Tier::S10, Tier::S60];
-
     /// Window width in nanoseconds.
     pub fn width_ns(self) -> u64 {
         match self {
             Tier::S10 => TIER_10S_NS,
             Tier::S60 => TIER_60S_NS,
-        }
-    }
-
-    /// Wire value: 1 for 10 s, 2 for 60 s.
-    pub fn as_u8(self) -> u8 {
-        match self {
-            Tier::S10 => 1,
-            Tier::S60 => 2,
-        }
-    }
-
-    /// Inverse of [`as_u8`](Self::as_u8); `None` for any other byte.
-    pub fn from_u8(b: u8) -> Option<Self> {
-        match b {
-            1 => Some(Tier::S10),
-            2 => Some(Tier::S60),
-            _ => None,
         }
     }
 
@@ -191,36 +175,42 @@ impl Segment {
     /// Appends the [`SEGMENT_LEN`]-byte wire form (see the module doc).
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.reserve(SEGMENT_LEN);
-        out.push(SEGMENT_TAG);
-        out.push(self.tier.as_u8());
-        out.extend_from_slice(&self.series.to_le_bytes());
-        out.extend_from_slice(&self.start_ns.to_le_bytes());
-        out.extend_from_slice(&self.agg.count.to_le_bytes());
-        out.extend_from_slice(&self.agg.sum.to_le_bytes());
-        out.extend_from_slice(&self.agg.min.to_le_bytes());
-        out.extend_from_slice(&self.agg.max.to_le_bytes());
+        let mut w = Writer::new(out);
+        self.write(&mut w);
+        // Unbounded writer, fixed-size fields: cannot fail.
+        let _ = w.finish();
+    }
+
+    /// Writes the wire form with `w`.
+    pub fn write(&self, w: &mut Writer<'_>) {
+        w.u8(SEGMENT_TAG)
+            .u8(self.tier.as_u8())
+            .u32(self.series)
+            .u64(self.start_ns)
+            .u64(self.agg.count)
+            .i64(self.agg.sum)
+            .i64(self.agg.min)
+            .i64(self.agg.max);
     }
 
     /// Decodes exactly [`SEGMENT_LEN`] bytes. `None` if the length or tag is
     /// wrong, the tier is unknown, the start is not aligned to the tier,
     /// `count` is 0, or `min > max`. Never panics.
     pub fn decode(bytes: &[u8]) -> Option<Segment> {
-        let bytes: &[u8; SEGMENT_LEN] = bytes.try_into().ok()?;
-        let mut r = Reader { rest: bytes };
-        let [tag] = r.take::<1>()?;
-        if tag != SEGMENT_TAG {
+        let mut r = Reader::new(bytes);
+        if r.u8().ok()? != SEGMENT_TAG {
             return None;
         }
-        let [tier] = r.take::<1>()?;
-        let tier = Tier::from_u8(tier)?;
-        let series = u32::from_le_bytes(r.take()?);
-        let start_ns = u64::from_le_bytes(r.take()?);
+        let tier = r.enum_u8(Tier::from_u8).ok()?;
+        let series = r.u32().ok()?;
+        let start_ns = r.u64().ok()?;
         let agg = Agg {
-            count: u64::from_le_bytes(r.take()?),
-            sum: i64::from_le_bytes(r.take()?),
-            min: i64::from_le_bytes(r.take()?),
-            max: i64::from_le_bytes(r.take()?),
+            count: r.u64().ok()?,
+            sum: r.i64().ok()?,
+            min: r.i64().ok()?,
+            max: r.i64().ok()?,
         };
+        r.finish().ok()?;
         if tier.window_start(start_ns) != start_ns || agg.count == 0 || agg.min > agg.max {
             return None;
         }
@@ -230,19 +220,6 @@ impl Segment {
             start_ns,
             agg,
         })
-    }
-}
-
-/// Consumes a byte slice front to back.
-struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let (head, rest) = self.rest.split_first_chunk::<N>()?;
-        self.rest = rest;
-        Some(*head)
     }
 }
 
@@ -479,7 +456,7 @@ mod tests {
 
     #[test]
     fn tier_bytes_round_trip() {
-        for t in Tier::ALL {
+        for &t in Tier::ALL {
             assert_eq!(Tier::from_u8(t.as_u8()), Some(t));
         }
         assert_eq!(Tier::S10.as_u8(), 1);

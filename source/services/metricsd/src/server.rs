@@ -11,7 +11,6 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use nexus_bounds::{BucketConfig, LimiterConfig, RateLimiter};
-use nexus_ipc::wire::Header;
 use nexus_ipc::ServiceId;
 use nexus_log::{Fields, FieldsBuilder, Level};
 use nexus_metrics::proto::{
@@ -19,6 +18,7 @@ use nexus_metrics::proto::{
     Status, WireSegment,
 };
 use nexus_metrics::{Buckets, Labels, MetricKind, MetricName, TypeError};
+use nexus_wire::Header;
 
 use crate::config::Config;
 use crate::expo;
@@ -211,10 +211,7 @@ impl Metricsd {
     }
 
     fn count(&mut self, s: Status) {
-        let i = (s as usize).wrapping_sub(1);
-        if let Some(c) = self.stats.rejects.get_mut(i) {
-            *c = c.saturating_add(1);
-        }
+        self.stats.rejects.count(s);
     }
 
     /// Handles one frame from `sender` at `now_ns`.
@@ -701,18 +698,11 @@ impl Metricsd {
                 out.push(text);
             }
         }
-        let statuses = [
-            "malformed",
-            "unsupported",
-            "invalid_args",
-            "over_limit",
-            "rate_limited",
-            "denied",
-        ];
-        let labels: Vec<[(&str, &str); 1]> = statuses.iter().map(|s| [("status", *s)]).collect();
+        let refusals = || Status::ALL.iter().copied().filter(|s| *s != Status::Ok);
+        let labels: Vec<[(&str, &str); 1]> = refusals().map(|s| [("status", s.as_str())]).collect();
         let series: Vec<expo::Series<'_>> = labels
             .iter()
-            .zip(st.rejects)
+            .zip(refusals().map(|s| st.rejects.get(s)))
             .map(|(l, v)| expo::Series {
                 labels: l,
                 value: expo::Value::Counter(v),

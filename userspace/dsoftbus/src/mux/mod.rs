@@ -134,7 +134,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::ops::Bound;
 
-use nexus_ipc::wire::WireError;
+use nexus_wire::WireError;
 
 pub use wire::RejectReason;
 use wire::{Frame, OpenMeta};

@@ -38,7 +38,7 @@
 
 use alloc::vec::Vec;
 
-use nexus_ipc::wire::{put_bytes_u16, put_bytes_u8, Reader, WireError};
+use nexus_wire::{Reader, WireError, Writer};
 
 /// The control stream id (PING/PONG only).
 pub const CONTROL_STREAM: u32 = 0;
@@ -93,32 +93,17 @@ pub const fn max_frame_len(max_frame_payload: u16) -> usize {
     }
 }
 
-/// Why an OPEN was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u8)]
-pub enum RejectReason {
-    /// The accept policy refused the name for this peer.
-    Policy = 1,
-    /// No room: stream cap, buffer budget or unread events.
-    TooManyStreams = 2,
-    /// The metadata block is malformed (see [`OpenMeta::parse`]).
-    BadMetadata = 3,
-    /// Anything else.
-    Unknown = 4,
-}
-
-impl RejectReason {
-    /// Every reason, in wire order.
-    pub const ALL: [RejectReason; 4] = [
-        RejectReason::Policy,
-        RejectReason::TooManyStreams,
-        RejectReason::BadMetadata,
-        RejectReason::Unknown,
-    ];
-
-    /// Decodes a reason byte; `None` for bytes outside 1..=4.
-    pub fn from_u8(b: u8) -> Option<RejectReason> {
-        RejectReason::ALL.into_iter().find(|r| *r as u8 == b)
+nexus_wire::byte_enum! {
+    /// Why an OPEN was refused.
+    pub enum RejectReason {
+        /// The accept policy refused the name for this peer.
+        Policy = 1 => "policy",
+        /// No room: stream cap, buffer budget or unread events.
+        TooManyStreams = 2 => "too_many_streams",
+        /// The metadata block is malformed (see [`OpenMeta::parse`]).
+        BadMetadata = 3 => "bad_metadata",
+        /// Anything else.
+        Unknown = 4 => "unknown",
     }
 }
 
@@ -241,7 +226,7 @@ impl<'a> Frame<'a> {
             },
             TYPE_REJECT => Frame::Reject {
                 stream,
-                reason: RejectReason::from_u8(r.u8()?).ok_or(WireError::BadValue)?,
+                reason: r.enum_u8(RejectReason::from_u8)?,
             },
             TYPE_DATA => Frame::Data {
                 stream,
@@ -285,24 +270,34 @@ impl<'a> Frame<'a> {
             }
             _ => {}
         }
-        out.push(self.type_byte());
-        out.extend_from_slice(&stream.to_le_bytes());
-        match *self {
-            Frame::Open { window, meta, .. } => {
-                out.extend_from_slice(&window.to_le_bytes());
-                put_bytes_u16(out, meta)?;
+        Writer::append(out, usize::MAX, |w| {
+            w.u8(self.type_byte()).u32(stream);
+            match *self {
+                Frame::Open { window, meta, .. } => {
+                    w.u32(window).bytes_u16(meta);
+                }
+                Frame::OpenAck { window, .. } => {
+                    w.u32(window);
+                }
+                Frame::Reject { reason, .. } => {
+                    w.u8(reason.as_u8());
+                }
+                Frame::Data { payload, .. } => {
+                    w.bytes_u16(payload);
+                }
+                Frame::Credit { increment, .. } => {
+                    w.u32(increment);
+                }
+                Frame::Rst { reason, .. } => {
+                    w.u8(reason);
+                }
+                Frame::Close { .. } => {}
+                Frame::Ping { nonce } | Frame::Pong { nonce } => {
+                    w.u64(nonce);
+                }
             }
-            Frame::OpenAck { window, .. } => out.extend_from_slice(&window.to_le_bytes()),
-            Frame::Reject { reason, .. } => out.push(reason as u8),
-            Frame::Data { payload, .. } => put_bytes_u16(out, payload)?,
-            Frame::Credit { increment, .. } => out.extend_from_slice(&increment.to_le_bytes()),
-            Frame::Rst { reason, .. } => out.push(reason),
-            Frame::Close { .. } => {}
-            Frame::Ping { nonce } | Frame::Pong { nonce } => {
-                out.extend_from_slice(&nonce.to_le_bytes())
-            }
-        }
-        Ok(())
+        })
+        .map(|_| ())
     }
 
     /// The encoded frame as a new buffer.
@@ -379,15 +374,16 @@ impl<'a> OpenMeta<'a> {
         if let Some(t) = self.trace {
             check_trace(t)?;
         }
-        out.push(TAG_NAME);
-        put_bytes_u8(out, self.name.as_bytes())?;
-        out.push(TAG_PRIORITY);
-        put_bytes_u8(out, &[self.priority])?;
-        if let Some(t) = self.trace {
-            out.push(TAG_TRACE);
-            put_bytes_u8(out, t)?;
-        }
-        Ok(())
+        Writer::append(out, usize::MAX, |w| {
+            w.u8(TAG_NAME)
+                .str_u8(self.name)
+                .u8(TAG_PRIORITY)
+                .bytes_u8(&[self.priority]);
+            if let Some(t) = self.trace {
+                w.u8(TAG_TRACE).bytes_u8(t);
+            }
+        })
+        .map(|_| ())
     }
 
     /// The encoded block as a new buffer (at most 2 + 64 + 3 + 2 + 64 bytes).
