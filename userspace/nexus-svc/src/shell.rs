@@ -115,33 +115,11 @@ impl<S: Service, P: Persist<S>> Shell<S, P> {
             if self.reporter.as_mut().is_some_and(|r| r.on_frame(&frame)) {
                 continue;
             }
-            let mut counting = CountingEp {
-                ep,
-                sent: &mut sent,
-            };
-            let mut cx = Ctx::new(
-                now_ns,
-                &mut counting,
-                &self.links,
-                &mut self.events,
-                &mut self.stats,
-            );
-            self.svc.handle(&mut cx, frame.meta.sender, &frame.bytes);
+            self.with_ctx(ep, now_ns, &mut sent, |svc, cx| {
+                svc.handle(cx, frame.meta.sender, &frame.bytes)
+            });
         }
-        {
-            let mut counting = CountingEp {
-                ep,
-                sent: &mut sent,
-            };
-            let mut cx = Ctx::new(
-                now_ns,
-                &mut counting,
-                &self.links,
-                &mut self.events,
-                &mut self.stats,
-            );
-            self.svc.tick(&mut cx);
-        }
+        self.with_ctx(ep, now_ns, &mut sent, |svc, cx| svc.tick(cx));
         out.saved = self.persist.save(&mut self.svc);
         if (out.saved > 0 || out.frames > 0) && !self.persist.flush() {
             self.stats.flush_failures = self.stats.flush_failures.saturating_add(1);
@@ -176,6 +154,25 @@ impl<S: Service, P: Persist<S>> Shell<S, P> {
             }
         }
         out
+    }
+
+    /// Runs `f` on the service with a context over `ep` that counts sends.
+    fn with_ctx(
+        &mut self,
+        ep: &mut dyn Endpoint,
+        now_ns: u64,
+        sent: &mut u32,
+        f: impl FnOnce(&mut S, &mut Ctx<'_>),
+    ) {
+        let mut counting = CountingEp { ep, sent };
+        let mut cx = Ctx::new(
+            now_ns,
+            &mut counting,
+            &self.links,
+            &mut self.events,
+            &mut self.stats,
+        );
+        f(&mut self.svc, &mut cx);
     }
 
     fn report_due(&self, now_ns: u64) -> bool {
