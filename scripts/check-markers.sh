@@ -19,7 +19,7 @@ fail() {
     echo "  expected, in order:" >&2
     printf '    %s\n' "${expected[@]}" >&2
     echo "  marker-like lines seen:" >&2
-    grep -E '^(SELFTEST|logd|metricsd|traced|dsoftbus|obsscraped|runtime|KERNEL)' <(printf '%s\n' "${seen[@]}") \
+    grep -E '^(SELFTEST|logd|metricsd|traced|busd|dsoftbus|obsscraped|runtime|init|net|KERNEL)' <(printf '%s\n' "${seen[@]}") \
         | sed 's/^/    /' >&2 || true
     exit 1
 }
@@ -42,6 +42,19 @@ for marker in "${expected[@]}"; do
         fi
     done
     if ((found < 0)); then
+        listed=0
+        for m in "${expected[@]}"; do
+            [[ "$m" == "$marker" ]] && listed=$((listed + 1))
+        done
+        if ((listed > 1)); then
+            shown=0
+            for l in "${seen[@]}"; do
+                [[ "$l" == "$marker" ]] && shown=$((shown + 1))
+            done
+            if ((shown > 0 && shown < listed)); then
+                fail "expected again: '$marker' is listed $listed times but appears $shown time(s) on the console"
+            fi
+        fi
         for ((i = 0; i < pos; i++)); do
             if [[ "${seen[i]}" == "$marker" ]]; then
                 fail "out of order: '$marker' appears at console line $((i + 1)), before the previous marker (line $pos)"

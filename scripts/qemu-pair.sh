@@ -31,7 +31,8 @@ RUN_TIMEOUT=${RUN_TIMEOUT:-120}
 RUN_TIMEOUT=${RUN_TIMEOUT%s}
 OUT=${OUT:-out/qemu-pair}
 TARGET=riscv64gc-unknown-none-elf
-KERNEL=target/$TARGET/release/nexus-kernel
+TARGET_DIR=$(scripts/target-dir.sh)
+KERNEL=$TARGET_DIR/$TARGET/release/nexus-kernel
 
 IP_A=192.0.2.1
 IP_B=192.0.2.2
@@ -66,8 +67,8 @@ EXTRA_A=""
 EXTRA_B=""
 RNG=""
 if [ "$PROFILE" = bus ]; then
-    read -r PUB_A ID_A < <(target/release/nexus-bus-keys "$KEY_A")
-    read -r PUB_B ID_B < <(target/release/nexus-bus-keys "$KEY_B")
+    read -r PUB_A ID_A < <("$TARGET_DIR"/release/nexus-bus-keys "$KEY_A")
+    read -r PUB_B ID_B < <("$TARGET_DIR"/release/nexus-bus-keys "$KEY_B")
     echo "device a: $ID_A, device b: $ID_B"
     EXTRA_A="nexus.key=$KEY_A nexus.peer_key=$PUB_B"
     EXTRA_B="nexus.key=$KEY_B nexus.peer_key=$PUB_A"

@@ -19,7 +19,8 @@ RUN_TIMEOUT=${RUN_TIMEOUT%s}
 RUN_UNTIL_MARKER=${RUN_UNTIL_MARKER:-1}
 OUT=${OUT:-out/qemu}
 TARGET=riscv64gc-unknown-none-elf
-KERNEL=target/$TARGET/release/nexus-kernel
+TARGET_DIR=$(scripts/target-dir.sh)
+KERNEL=$TARGET_DIR/$TARGET/release/nexus-kernel
 
 if ! command -v qemu-system-riscv64 >/dev/null; then
     echo "qemu-system-riscv64 missing: installing qemu-system-misc"
@@ -91,7 +92,7 @@ boot 2
 
 # Evidence from outside the guest: read the disk image on the host.
 dump=$OUT/$PROFILE.dump.jsonl
-target/release/nexus-state-dump "$img" >"$dump"
+"$TARGET_DIR"/release/nexus-state-dump "$img" >"$dump"
 tail -n 3 "$dump" | sed 's/^/  | /'
 found=$(grep -c '"target":"selftest","message":"selftest record [0-9] of boot 1"' "$dump" || true)
 if [ "$found" -ne 3 ]; then

@@ -25,3 +25,17 @@ check prefix-only    fail 'a: ready\nSELFTEST: one ok!\nSELFTEST: two ok\n'
 check panic          fail 'a: ready\nSELFTEST: one ok\nKERNEL PANIC: boom\nSELFTEST: two ok\n'
 check selftest-fail  fail 'a: ready\nSELFTEST: one ok\nSELFTEST: FAIL x\nSELFTEST: two ok\n'
 check empty          fail ''
+
+# A marker listed twice must appear twice; once is "expected again", not
+# "out of order".
+printf 'a: ready\nSELFTEST: one ok\nSELFTEST: one ok\n' >"$tmp/expected"
+check twice-listed   pass 'a: ready\nSELFTEST: one ok\nSELFTEST: one ok\n'
+check twice-once     fail 'a: ready\nSELFTEST: one ok\n'
+printf 'a: ready\nSELFTEST: one ok\n' >"$tmp/log"
+out=$(scripts/check-markers.sh "$tmp/expected" "$tmp/log" 2>&1 || true)
+if [[ "$out" == *"expected again: 'SELFTEST: one ok' is listed 2 times but appears 1 time(s)"* ]]; then
+    echo "check-markers self-test 'twice-once-reason': says expected again"
+else
+    echo "check-markers self-test 'twice-once-reason': wrong reason" >&2
+    exit 1
+fi

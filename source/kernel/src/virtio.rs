@@ -18,14 +18,25 @@ use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
 /// Identity-mapped DMA.
 pub struct IdentityHal;
 
+/// The layout of `pages` DMA pages (at least one), page-aligned; `None` if
+/// the size overflows.
+fn dma_layout(pages: usize) -> Option<Layout> {
+    let bytes = pages.max(1).checked_mul(PAGE_SIZE)?;
+    Layout::from_size_align(bytes, PAGE_SIZE).ok()
+}
+
 // SAFETY: dma_alloc returns zeroed, page-aligned, exclusively owned heap
 // memory whose physical address equals its virtual address (paging off);
 // share/unshare pass addresses through for the same reason.
 unsafe impl Hal for IdentityHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-        let layout = Layout::from_size_align(pages.max(1) * PAGE_SIZE, PAGE_SIZE)
-            .unwrap_or(Layout::new::<u8>());
-        // SAFETY: the layout has a non-zero size.
+        let Some(layout) = dma_layout(pages) else {
+            // A device asked for more than the address space: fail loudly
+            // rather than hand it a smaller buffer than it will DMA into.
+            crate::kprintln!("KERNEL PANIC: DMA allocation of {pages} pages has no layout");
+            crate::arch::exit(5)
+        };
+        // SAFETY: the layout has a non-zero size (at least one page).
         let p = unsafe { alloc::alloc::alloc_zeroed(layout) };
         match NonNull::new(p) {
             Some(nn) => (p as PhysAddr, nn),
@@ -34,7 +45,7 @@ unsafe impl Hal for IdentityHal {
     }
 
     unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
-        if let Ok(layout) = Layout::from_size_align(pages.max(1) * PAGE_SIZE, PAGE_SIZE) {
+        if let Some(layout) = dma_layout(pages) {
             // SAFETY: allocated by dma_alloc with this same layout.
             unsafe { alloc::alloc::dealloc(vaddr.as_ptr(), layout) };
         }

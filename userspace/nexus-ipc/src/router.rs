@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 
 use crate::{Frame, FrameMeta, SendError, ServiceId};
 
-/// Bounds of a router. Defaults match `recipes/observability/ipc.toml`.
+/// Bounds of a router (documented in `docs/observability/ipc.md`, "Bounds").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouterConfig {
     /// Frames queued per endpoint before sends to it fail with `QueueFull`.
