@@ -13,6 +13,7 @@ use nexus_log::LogdClient;
 use nexus_metrics::{Metrics, MetricsConfig};
 use nexus_svc::node::Node;
 use nexus_svc::platform::{Network, Platform};
+use nexus_trace::IdSeed;
 use selftest_client::Role;
 
 use crate::profile::{Phase, Profile};
@@ -32,6 +33,19 @@ pub struct PeerArgs<'a, N> {
     pub peer: Option<[u8; 4]>,
     /// This device's key and the peer's public key (the bus phase).
     pub keys: Option<(DeviceKey, [u8; 32])>,
+}
+
+/// The node part of span and trace id seeds when no device key is known
+/// (profiles without the bus phase): a fixed value, so it only keeps ids
+/// apart across boots of a single node (the boot counter and, when there
+/// is one, virtio-rng entropy do that). Nodes that may share traces have a
+/// device key and use [`node_id`] of it.
+pub const SINGLE_NODE_ID: u64 = 0x6e65_7875_732d_6f62; // "nexus-ob"
+
+/// The node id of span and trace id seeds: a hash of the device's public
+/// key when the boot arguments carry one, else [`SINGLE_NODE_ID`].
+pub fn node_id(key: Option<&DeviceKey>) -> u64 {
+    key.map_or(SINGLE_NODE_ID, |k| IdSeed::node_from_key(&k.public()))
 }
 
 /// A phase that failed, and why.
@@ -69,6 +83,7 @@ where
         })
     };
     let mut peer = peer;
+    let node_id = node_id(peer.as_ref().and_then(|p| p.keys.as_ref()).map(|(k, _)| k));
     for phase in &profile.phases {
         let phase = *phase;
         let fail = |why: String| PhaseFailure { phase, why };
@@ -99,8 +114,15 @@ where
                     logd,
                     REPLY_TIMEOUT_NS,
                 );
+                // Span and trace ids: this node, this boot, and this
+                // boot's entropy when the platform has a source (each
+                // client adds its endpoint id as the instance).
+                let mut entropy = [0u8; 32];
                 let cfg = MetricsConfig {
                     timeout_ns: REPLY_TIMEOUT_NS,
+                    node_id,
+                    boot: started.boot,
+                    entropy: platform.entropy(&mut entropy).then_some(entropy),
                     ..MetricsConfig::default()
                 };
                 let clock = node.clock().clone();

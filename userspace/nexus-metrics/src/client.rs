@@ -1,5 +1,6 @@
 //! The metrics client: handles resolved once, lock-free updates, batched
-//! flushes that never block, span guards.
+//! flushes that never block; spans are [`nexus_trace`] guards whose entries
+//! queue here ([`SpanQueue`]) and leave with the next flush.
 //!
 //! ```text
 //! let c = metrics.counter("requests_total", &[("route", "/a")])?;   // one REGISTER round trip, then cached
@@ -19,21 +20,22 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
-use core::num::{NonZeroU128, NonZeroU64};
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use nexus_bounds::Clock;
 use nexus_ipc::caller::{CallError, Caller};
 use nexus_ipc::{Endpoint, SendError, ServiceId};
+use nexus_trace::wire::{SpanEnd, SpanStart};
+use nexus_trace::{
+    IdGenerator, IdSeed, SpanContext, SpanId, SpanSink, TraceId, Tracer, TracerConfig,
+};
 use nexus_wire::WireError;
 use spinning_top::Spinlock;
 
 use crate::proto::{
     self, BatchResult, Entry, MetricsStats, Register, Reply, ScrapePage, Status, WireSegment,
 };
-use crate::types::{
-    Buckets, Labels, MetricKind, MetricName, SeriesId, SpanId, SpanStatus, TraceId, TypeError,
-};
+use crate::types::{Buckets, Labels, MetricKind, MetricName, SeriesId, TypeError};
 
 /// Why a call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,154 +169,137 @@ impl Histogram {
     }
 }
 
+/// A queued span entry, owned until the flush encodes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum SpanEvent {
     Start {
-        span: u64,
-        trace: u128,
-        parent: u64,
+        span: SpanId,
+        trace: TraceId,
+        parent: Option<SpanId>,
         start_ns: u64,
         name: String,
     },
     End {
-        span: u64,
+        span: SpanId,
         end_ns: u64,
-        status: SpanStatus,
+        status: u8,
         attrs: Vec<(String, String)>,
     },
 }
 
-/// Clock, id sources and the span queue, shared with span guards.
-#[derive(Debug)]
-struct Shared<C> {
-    clock: C,
-    sender: u32,
-    span_seq: AtomicU64,
-    trace_seq: AtomicU64,
-    events: Spinlock<VecDeque<SpanEvent>>,
-    max_events: usize,
-    dropped_spans: AtomicU64,
+impl SpanEvent {
+    /// The BATCH entry.
+    fn entry(&self) -> Entry<'_> {
+        match self {
+            SpanEvent::Start {
+                span,
+                trace,
+                parent,
+                start_ns,
+                name,
+            } => Entry::SpanStart {
+                span: span.get(),
+                trace: trace.get(),
+                parent: parent.map_or(0, SpanId::get),
+                start_ns: *start_ns,
+                name,
+            },
+            SpanEvent::End {
+                span,
+                end_ns,
+                status,
+                attrs,
+            } => Entry::SpanEnd {
+                span: span.get(),
+                end_ns: *end_ns,
+                status: *status,
+                attrs: attrs
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect(),
+            },
+        }
+    }
 }
 
-impl<C: Clock> Shared<C> {
+/// The [`SpanSink`] of a [`Metrics`]: span entries wait here, bounded by
+/// [`MetricsConfig::max_pending_spans`], until the next flush puts them in
+/// a BATCH; past the bound they are dropped and counted
+/// ([`FlushStats::spans_dropped`]).
+#[derive(Debug)]
+pub struct SpanQueue {
+    events: Spinlock<VecDeque<SpanEvent>>,
+    max_events: usize,
+    dropped: AtomicU64,
+}
+
+impl SpanQueue {
+    fn new(max_events: usize) -> Self {
+        Self {
+            events: Spinlock::new(VecDeque::new()),
+            max_events,
+            dropped: AtomicU64::new(0),
+        }
+    }
+
     fn push(&self, e: SpanEvent) {
         let mut q = self.events.lock();
         if q.len() >= self.max_events {
-            self.dropped_spans.fetch_add(1, Ordering::Relaxed);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
         } else {
             q.push_back(e);
         }
     }
 
-    /// Span ids: the sender id in the high 32 bits, a per-process counter
-    /// (from 1) in the low 32 — deterministic, no RNG, never zero.
-    fn next_span(&self) -> SpanId {
-        let n = self
-            .span_seq
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_add(1)
-            & 0xffff_ffff;
-        let raw = (u64::from(self.sender) << 32) | n.max(1);
-        SpanId::from_nonzero(NonZeroU64::new(raw).unwrap_or(NonZeroU64::MIN))
+    fn drain(&self) -> Vec<SpanEvent> {
+        self.events.lock().drain(..).collect()
     }
 
-    /// Trace ids: the sender id in the high 64 bits, a per-process counter
-    /// (from 1) in the low 64.
-    fn next_trace(&self) -> TraceId {
-        let n = self
-            .trace_seq
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_add(1)
-            .max(1);
-        let raw = (u128::from(self.sender) << 64) | u128::from(n);
-        TraceId::from_nonzero(NonZeroU128::new(raw).unwrap_or(NonZeroU128::MIN))
+    /// Entries waiting for the next flush.
+    pub fn len(&self) -> usize {
+        self.events.lock().len()
+    }
+
+    /// True if none is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Entries dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 }
 
-/// A span in progress. Ends when dropped (or at [`SpanGuard::end`]) with
-/// the clock's time at that moment and the status set so far.
-#[derive(Debug)]
-pub struct SpanGuard<C: Clock> {
-    shared: Arc<Shared<C>>,
-    span: SpanId,
-    trace: TraceId,
-    status: SpanStatus,
-    attrs: Vec<(String, String)>,
-    ended: bool,
-}
-
-impl<C: Clock> SpanGuard<C> {
-    fn start(shared: &Arc<Shared<C>>, name: &str, trace: TraceId, parent: Option<SpanId>) -> Self {
-        let span = shared.next_span();
-        shared.push(SpanEvent::Start {
-            span: span.get(),
-            trace: trace.get(),
-            parent: parent.map_or(0, SpanId::get),
-            start_ns: shared.clock.now_ns(),
-            name: String::from(name),
+impl SpanSink for SpanQueue {
+    fn start(&self, s: &SpanStart<'_>) {
+        self.push(SpanEvent::Start {
+            span: s.span,
+            trace: s.trace,
+            parent: s.parent,
+            start_ns: s.start_ns,
+            name: String::from(s.name),
         });
-        Self {
-            shared: Arc::clone(shared),
-            span,
-            trace,
-            status: SpanStatus::Unset,
-            attrs: Vec::new(),
-            ended: false,
-        }
     }
 
-    /// This span's id.
-    pub fn id(&self) -> SpanId {
-        self.span
-    }
-
-    /// The trace it belongs to.
-    pub fn trace(&self) -> TraceId {
-        self.trace
-    }
-
-    /// A child span: same trace, this span as parent.
-    pub fn child(&self, name: &str) -> SpanGuard<C> {
-        SpanGuard::start(&self.shared, name, self.trace, Some(self.span))
-    }
-
-    /// Sets how it ended.
-    pub fn set_status(&mut self, s: SpanStatus) {
-        self.status = s;
-    }
-
-    /// Adds an attribute (sent at the end; metricsd validates and redacts).
-    pub fn attr(&mut self, key: &str, value: impl fmt::Display) {
-        use core::fmt::Write as _;
-        let mut v = String::new();
-        let _ = write!(v, "{value}");
-        self.attrs.push((String::from(key), v));
-    }
-
-    /// Ends the span now.
-    pub fn end(mut self) {
-        self.finish();
-    }
-
-    fn finish(&mut self) {
-        if self.ended {
-            return;
-        }
-        self.ended = true;
-        self.shared.push(SpanEvent::End {
-            span: self.span.get(),
-            end_ns: self.shared.clock.now_ns(),
-            status: self.status,
-            attrs: core::mem::take(&mut self.attrs),
+    fn end(&self, e: &SpanEnd<'_>) {
+        self.push(SpanEvent::End {
+            span: e.span,
+            end_ns: e.end_ns,
+            status: e.status,
+            attrs: e
+                .attrs
+                .iter()
+                .map(|(k, v)| (String::from(*k), String::from(*v)))
+                .collect(),
         });
     }
 }
 
-impl<C: Clock> Drop for SpanGuard<C> {
-    fn drop(&mut self) {
-        self.finish();
-    }
-}
+/// A span of a [`Metrics`] client: a [`nexus_trace::SpanGuard`] whose
+/// entries go to the client's [`SpanQueue`]. Ends when dropped (or at
+/// `end()`) with the clock's time at that moment.
+pub type SpanGuard<C> = nexus_trace::SpanGuard<C, SpanQueue>;
 
 /// Client bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -328,6 +313,28 @@ pub struct MetricsConfig {
     pub max_batch_entries: u16,
     /// Reply timeout for REGISTER and other calls.
     pub timeout_ns: u64,
+    /// Span and trace id seed: the node ([`IdSeed::node_from_key`] of its
+    /// device key, or a fixed id on a single node). Default 0.
+    pub node_id: u64,
+    /// Id seed: the boot counter from the state store. Default 0.
+    pub boot: u32,
+    /// Id seed: 32 bytes of this boot's entropy (virtio-rng), if any.
+    /// Default `None` (deterministic ids, for tests).
+    pub entropy: Option<[u8; 32]>,
+    /// Attributes kept per span; further ones are dropped client-side and
+    /// counted by the tracer. Default: metricsd's `spans.max_attrs` (16).
+    pub max_span_attrs: usize,
+}
+
+impl MetricsConfig {
+    /// The id seed of a client whose endpoint id is `instance`.
+    pub fn id_seed(&self, instance: u64) -> IdSeed {
+        let seed = IdSeed::new(self.node_id, instance, u64::from(self.boot));
+        match self.entropy {
+            Some(e) => seed.with_entropy(e),
+            None => seed,
+        }
+    }
 }
 
 impl Default for MetricsConfig {
@@ -337,6 +344,10 @@ impl Default for MetricsConfig {
             max_batch_bytes: 16 * 1024,
             max_batch_entries: 512,
             timeout_ns: 2_000_000_000,
+            node_id: 0,
+            boot: 0,
+            entropy: None,
+            max_span_attrs: nexus_trace::tracer::DEFAULT_MAX_ATTRS,
         }
     }
 }
@@ -392,7 +403,7 @@ type Key = (MetricKind, MetricName, Labels);
 pub struct Metrics<E, C: Clock> {
     caller: Caller<E>,
     cfg: MetricsConfig,
-    shared: Arc<Shared<C>>,
+    tracer: Tracer<C, SpanQueue>,
     cells: BTreeMap<Key, Cell>,
     /// The same cells by a fingerprint of the borrowed key, so a lookup of
     /// an already resolved handle allocates nothing.
@@ -402,20 +413,22 @@ pub struct Metrics<E, C: Clock> {
 
 impl<E: Endpoint, C: Clock> Metrics<E, C> {
     /// A client sending from `ep` to metricsd at `metricsd`. Span and trace
-    /// ids embed `ep`'s transport id.
+    /// ids come from an [`IdGenerator`] seeded with the node, boot and
+    /// entropy of `cfg` and `ep`'s transport id as the instance
+    /// ([`MetricsConfig::id_seed`]).
     pub fn new(ep: E, metricsd: ServiceId, clock: C, cfg: MetricsConfig) -> Self {
-        let sender = ep.id().get();
+        let ids = IdGenerator::new(&cfg.id_seed(u64::from(ep.id().get())));
+        let tracer = Tracer::new(
+            clock,
+            SpanQueue::new(cfg.max_pending_spans),
+            ids,
+            TracerConfig {
+                max_attrs: cfg.max_span_attrs,
+            },
+        );
         Self {
             caller: Caller::new(ep, metricsd, cfg.timeout_ns),
-            shared: Arc::new(Shared {
-                clock,
-                sender,
-                span_seq: AtomicU64::new(0),
-                trace_seq: AtomicU64::new(0),
-                events: Spinlock::new(VecDeque::new()),
-                max_events: cfg.max_pending_spans,
-                dropped_spans: AtomicU64::new(0),
-            }),
+            tracer,
             cfg,
             cells: BTreeMap::new(),
             fast: BTreeMap::new(),
@@ -431,8 +444,7 @@ impl<E: Endpoint, C: Clock> Metrics<E, C> {
     /// Flush counters.
     pub fn stats(&self) -> FlushStats {
         FlushStats {
-            spans_dropped: self.stats.spans_dropped
-                + self.shared.dropped_spans.load(Ordering::Relaxed),
+            spans_dropped: self.stats.spans_dropped + self.tracer.sink().dropped(),
             ..self.stats
         }
     }
@@ -564,14 +576,25 @@ impl<E: Endpoint, C: Clock> Metrics<E, C> {
         Ok(Histogram(cell))
     }
 
+    /// The tracer behind [`span`](Self::span): its ids, clock, queue and
+    /// counters.
+    pub fn tracer(&self) -> &Tracer<C, SpanQueue> {
+        &self.tracer
+    }
+
     /// A root span: a new trace.
     pub fn span(&self, name: &str) -> SpanGuard<C> {
-        SpanGuard::start(&self.shared, name, self.shared.next_trace(), None)
+        self.tracer.span(name)
     }
 
     /// A span continuing a trace from elsewhere (e.g. propagated context).
     pub fn span_in(&self, name: &str, trace: TraceId, parent: Option<SpanId>) -> SpanGuard<C> {
-        SpanGuard::start(&self.shared, name, trace, parent)
+        self.tracer.span_in(name, trace, parent)
+    }
+
+    /// A child of a propagated context (its trace, span and flags).
+    pub fn span_from(&self, name: &str, parent: &SpanContext) -> SpanGuard<C> {
+        self.tracer.span_from(name, parent)
     }
 
     /// Drains every handle and the span queue into BATCH entries.
@@ -615,8 +638,7 @@ impl<E: Endpoint, C: Clock> Metrics<E, C> {
                 }
             }
         }
-        let spans: Vec<SpanEvent> = self.shared.events.lock().drain(..).collect();
-        (entries, spans)
+        (entries, self.tracer.sink().drain())
     }
 
     /// Puts drained updates back after a failed send.
@@ -657,38 +679,7 @@ impl<E: Endpoint, C: Clock> Metrics<E, C> {
     ) -> Vec<(u64, Vec<u8>, usize, usize)> {
         // (nonce, frame, update entries in it, span events in it)
         let mut out = Vec::new();
-        let span_entries: Vec<Entry<'_>> = spans
-            .iter()
-            .map(|s| match s {
-                SpanEvent::Start {
-                    span,
-                    trace,
-                    parent,
-                    start_ns,
-                    name,
-                } => Entry::SpanStart {
-                    span: *span,
-                    trace: *trace,
-                    parent: *parent,
-                    start_ns: *start_ns,
-                    name,
-                },
-                SpanEvent::End {
-                    span,
-                    end_ns,
-                    status,
-                    attrs,
-                } => Entry::SpanEnd {
-                    span: *span,
-                    end_ns: *end_ns,
-                    status: *status as u8,
-                    attrs: attrs
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str()))
-                        .collect(),
-                },
-            })
-            .collect();
+        let span_entries: Vec<Entry<'_>> = spans.iter().map(SpanEvent::entry).collect();
         let all = entries
             .iter()
             .map(|e| (e, true))
@@ -847,5 +838,96 @@ impl<E: Endpoint, C: Clock> Metrics<E, C> {
             Reply::Segments(v) => Ok(v),
             _ => Err(MetricsError::BadReply),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use nexus_bounds::ManualClock;
+    use nexus_ipc::Frame;
+
+    /// An endpoint with a fixed id that sends nowhere (spans only queue).
+    struct Ep(ServiceId);
+    impl Endpoint for Ep {
+        fn id(&self) -> ServiceId {
+            self.0
+        }
+        fn send(&mut self, _: ServiceId, _: &[u8]) -> Result<(), SendError> {
+            Ok(())
+        }
+        fn try_recv(&mut self) -> Option<Frame> {
+            None
+        }
+        fn recv_timeout(&mut self, _: u64) -> Option<Frame> {
+            None
+        }
+    }
+
+    fn client(cfg: MetricsConfig) -> Metrics<Ep, ManualClock> {
+        Metrics::new(
+            Ep(ServiceId::new(42)),
+            ServiceId::new(1),
+            ManualClock::new(0),
+            cfg,
+        )
+    }
+
+    /// The trace and span ids of a root and two children.
+    fn spans(cfg: MetricsConfig) -> (TraceId, Vec<SpanId>) {
+        let m = client(cfg);
+        let root = m.span("a");
+        let (b, c) = (root.child("b"), root.child("c"));
+        let ids = vec![root.id(), b.id(), c.id()];
+        let trace = root.trace();
+        drop((b, c, root));
+        // START and END of each span wait in the queue.
+        assert_eq!(m.tracer().sink().len(), 6);
+        (trace, ids)
+    }
+
+    /// Two boots of the same node with the same endpoint id and the same
+    /// spans: the old `sender << 32 | n` ids repeated; these do not.
+    #[test]
+    fn ids_differ_across_boots_of_one_node_and_endpoint() {
+        let boot = |n| MetricsConfig {
+            node_id: 7,
+            boot: n,
+            ..MetricsConfig::default()
+        };
+        let (t1, s1) = spans(boot(1));
+        let (t2, s2) = spans(boot(2));
+        assert_ne!(t1, t2);
+        assert!(s1.iter().all(|s| !s2.contains(s)), "{s1:?} vs {s2:?}");
+        // The same boot again mints the same ids (deterministic seed)...
+        assert_eq!(spans(boot(1)), (t1, s1.clone()));
+        // ...unless this boot has entropy; another node differs too.
+        for cfg in [
+            MetricsConfig {
+                entropy: Some([9; 32]),
+                ..boot(1)
+            },
+            MetricsConfig {
+                node_id: 8,
+                ..boot(1)
+            },
+        ] {
+            let (t, s) = spans(cfg);
+            assert_ne!(t, t1);
+            assert!(s1.iter().all(|x| !s.contains(x)));
+        }
+    }
+
+    #[test]
+    fn a_full_span_queue_drops_and_counts() {
+        let m = client(MetricsConfig {
+            max_pending_spans: 3,
+            ..MetricsConfig::default()
+        });
+        drop((m.span("a"), m.span("b")));
+        assert_eq!(m.tracer().sink().len(), 3);
+        assert_eq!(m.stats().spans_dropped, 1);
     }
 }

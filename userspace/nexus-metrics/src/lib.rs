@@ -1,10 +1,13 @@
-//! Metrics and spans for nexus-obs.
+//! Metrics for nexus-obs.
 //!
 //! * [`types`]: validated newtypes — [`MetricName`], [`Labels`], [`Buckets`],
-//!   [`SeriesId`], [`SpanId`], [`TraceId`] — at every boundary.
-//! * [`proto`]: the metricsd wire contract, shared with the server.
+//!   [`SeriesId`] — at every boundary.
+//! * [`proto`]: the metricsd wire contract, shared with the server (its
+//!   span entries are `nexus_trace::wire`'s bodies).
 //! * [`client`]: [`Metrics`], cached handles with lock-free updates,
-//!   batched one-way flushes, and [`SpanGuard`]s that end on drop.
+//!   batched one-way flushes. Spans are `nexus_trace` guards
+//!   ([`SpanGuard`]) whose ids come from a `nexus_trace::IdGenerator` and
+//!   whose entries ride the same flushes ([`SpanQueue`]).
 //! * [`reporter`]: registration and reporting for services that must
 //!   never wait (logd reports its own counters this way).
 //! * Macros [`counter!`], [`gauge!`], [`histogram!`], [`span!`].
@@ -20,10 +23,10 @@ pub mod types;
 
 pub use client::{
     Counter, FlushStats, Gauge, Histogram, Metrics, MetricsConfig, MetricsError, SpanGuard,
+    SpanQueue,
 };
 pub use types::{
-    Buckets, LabelKey, LabelValue, Labels, MetricKind, MetricName, SeriesId, SpanId, SpanStatus,
-    TraceId, TypeError,
+    Buckets, LabelKey, LabelValue, Labels, MetricKind, MetricName, SeriesId, TypeError,
 };
 
 /// Compile-time proof that handles and ids may cross threads.
@@ -32,8 +35,6 @@ const _: () = {
     send_sync::<Counter>();
     send_sync::<Gauge>();
     send_sync::<Histogram>();
-    send_sync::<SpanId>();
-    send_sync::<TraceId>();
     send_sync::<SeriesId>();
     send_sync::<MetricName>();
     send_sync::<Labels>();

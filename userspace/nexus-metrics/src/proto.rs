@@ -27,6 +27,7 @@
 
 use alloc::vec::Vec;
 
+use nexus_trace::wire::{RawSpanEnd, RawSpanStart};
 use nexus_wire::{Header, Reader, WireError, Writer, REPLY_BIT};
 
 pub use nexus_wire::{Rejects, Status};
@@ -98,7 +99,8 @@ pub enum Entry<'a> {
         /// Sum delta.
         sum: u64,
     },
-    /// A span began.
+    /// A span began (the body of [`nexus_trace::wire::RawSpanStart`]:
+    /// ids as sent, judged by metricsd per entry).
     SpanStart {
         /// Span id (non-zero).
         span: u64,
@@ -111,7 +113,7 @@ pub enum Entry<'a> {
         /// Span name.
         name: &'a str,
     },
-    /// A span ended.
+    /// A span ended (the body of [`nexus_trace::wire::RawSpanEnd`]).
     SpanEnd {
         /// Span id.
         span: u64,
@@ -135,9 +137,9 @@ pub mod tag {
     /// [`super::Entry::Hist`].
     pub const HIST: u8 = 4;
     /// [`super::Entry::SpanStart`].
-    pub const SPAN_START: u8 = 5;
+    pub const SPAN_START: u8 = nexus_trace::wire::tag::SPAN_START;
     /// [`super::Entry::SpanEnd`].
-    pub const SPAN_END: u8 = 6;
+    pub const SPAN_END: u8 = nexus_trace::wire::tag::SPAN_END;
 }
 
 /// A decoded request.
@@ -222,19 +224,25 @@ fn decode_entry<'a>(r: &mut Reader<'a>) -> Result<Entry<'a>, WireError> {
             counts: read_u64s(r)?,
             sum: r.u64()?,
         },
-        tag::SPAN_START => Entry::SpanStart {
-            span: r.u64()?,
-            trace: r.u128()?,
-            parent: r.u64()?,
-            start_ns: r.u64()?,
-            name: r.str_u8()?,
-        },
-        tag::SPAN_END => Entry::SpanEnd {
-            span: r.u64()?,
-            end_ns: r.u64()?,
-            status: r.u8()?,
-            attrs: read_pairs(r)?,
-        },
+        tag::SPAN_START => {
+            let s = RawSpanStart::parse(r)?;
+            Entry::SpanStart {
+                span: s.span,
+                trace: s.trace,
+                parent: s.parent,
+                start_ns: s.start_ns,
+                name: s.name,
+            }
+        }
+        tag::SPAN_END => {
+            let e = RawSpanEnd::parse(r)?;
+            Entry::SpanEnd {
+                span: e.span,
+                end_ns: e.end_ns,
+                status: e.status,
+                attrs: e.attrs,
+            }
+        }
         _ => return Err(WireError::BadValue),
     })
 }
@@ -356,12 +364,15 @@ pub fn encode_entry(out: &mut Vec<u8>, e: &Entry<'_>) -> Result<(), WireError> {
             start_ns,
             name,
         } => {
-            w.u8(tag::SPAN_START)
-                .u64(*span)
-                .u128(*trace)
-                .u64(*parent)
-                .u64(*start_ns)
-                .str_u8(name);
+            w.u8(tag::SPAN_START);
+            RawSpanStart {
+                span: *span,
+                trace: *trace,
+                parent: *parent,
+                start_ns: *start_ns,
+                name,
+            }
+            .emit(w);
         }
         Entry::SpanEnd {
             span,
@@ -369,8 +380,8 @@ pub fn encode_entry(out: &mut Vec<u8>, e: &Entry<'_>) -> Result<(), WireError> {
             status,
             attrs,
         } => {
-            w.u8(tag::SPAN_END).u64(*span).u64(*end_ns).u8(*status);
-            write_pairs(w, attrs.iter().copied());
+            w.u8(tag::SPAN_END);
+            RawSpanEnd::emit_fields(w, *span, *end_ns, *status, attrs);
         }
     })
     .map(|_| ())

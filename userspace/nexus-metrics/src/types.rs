@@ -5,7 +5,6 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
-use core::num::{NonZeroU128, NonZeroU64};
 
 /// Longest metric name, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
@@ -202,74 +201,9 @@ nexus_wire::byte_enum! {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SeriesId(pub u32);
 
-/// A 64-bit span id; zero is invalid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SpanId(NonZeroU64);
-
-impl SpanId {
-    /// Refuses zero.
-    pub fn new(v: u64) -> Option<Self> {
-        NonZeroU64::new(v).map(Self)
-    }
-    /// From a value known to be non-zero.
-    pub const fn from_nonzero(v: NonZeroU64) -> Self {
-        Self(v)
-    }
-    /// The raw id.
-    pub fn get(self) -> u64 {
-        self.0.get()
-    }
-}
-
-impl fmt::Display for SpanId {
-    /// 16 lower-case hex digits (W3C form).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
-    }
-}
-
-/// A 128-bit trace id; zero is invalid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TraceId(NonZeroU128);
-
-impl TraceId {
-    /// Refuses zero.
-    pub fn new(v: u128) -> Option<Self> {
-        NonZeroU128::new(v).map(Self)
-    }
-    /// From a value known to be non-zero.
-    pub const fn from_nonzero(v: NonZeroU128) -> Self {
-        Self(v)
-    }
-    /// The raw id.
-    pub fn get(self) -> u128 {
-        self.0.get()
-    }
-}
-
-impl fmt::Display for TraceId {
-    /// 32 lower-case hex digits (W3C form).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
-    }
-}
-
-nexus_wire::byte_enum! {
-    /// How a span ended.
-    pub enum SpanStatus {
-        /// Not set by the code that ended it.
-        Unset = 0 => "unset",
-        /// Succeeded.
-        Ok = 1 => "ok",
-        /// Failed.
-        Error = 2 => "error",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::string::ToString;
 
     #[test]
     fn names_and_labels_are_validated() {
@@ -308,12 +242,5 @@ mod tests {
         assert_eq!(Buckets::new(&[]), Err(TypeError::Invalid));
         assert_eq!(Buckets::new(&[5, 5]), Err(TypeError::Invalid));
         assert_eq!(Buckets::new(&[1; 17]), Err(TypeError::TooLong));
-    }
-
-    #[test]
-    fn ids_refuse_zero_and_print_as_w3c_hex() {
-        assert!(SpanId::new(0).is_none() && TraceId::new(0).is_none());
-        assert_eq!(SpanId::new(0xab).unwrap().to_string(), "00000000000000ab");
-        assert_eq!(TraceId::new(1).unwrap().to_string().len(), 32);
     }
 }

@@ -11,9 +11,14 @@
 //! END    span u64 | end_ns u64 | status u8 | nattrs u8 | (key u8-len, value u8-len)*  (18 + pairs)
 //! ```
 //!
-//! Decoding checks structure and non-zero span and trace ids; the status
-//! byte is kept raw ([`SpanEnd::status`]) so the server judges it, as it
-//! judges names, attributes and limits.
+//! [`SpanStart::parse`] and [`SpanEnd::parse`] check structure and
+//! non-zero span and trace ids; the status byte is kept raw
+//! ([`SpanEnd::status`]) so the server judges it, as it judges names,
+//! attributes and limits. [`RawSpanStart`] and [`RawSpanEnd`] are the same
+//! bodies with the ids unchecked: a server that refuses one bad entry of
+//! a batch (rather than the whole frame) decodes those and judges the ids
+//! itself with [`RawSpanStart::check`] / [`RawSpanEnd::check`]. Both forms
+//! read and write the same bytes.
 
 use alloc::vec::Vec;
 
@@ -45,30 +50,81 @@ pub struct SpanStart<'a> {
 }
 
 impl<'a> SpanStart<'a> {
+    /// The body with its ids as plain integers.
+    pub const fn raw(&self) -> RawSpanStart<'a> {
+        RawSpanStart {
+            span: self.span.get(),
+            trace: self.trace.get(),
+            parent: match self.parent {
+                Some(p) => p.get(),
+                None => 0,
+            },
+            start_ns: self.start_ns,
+            name: self.name,
+        }
+    }
+
     /// Appends the body. A name past 255 bytes latches
     /// [`WireError::BadValue`] in `w`.
     pub fn emit(&self, w: &mut Writer<'_>) {
-        w.u64(self.span.get())
-            .u128(self.trace.get())
-            .u64(self.parent.map_or(0, SpanId::get))
-            .u64(self.start_ns)
-            .str_u8(self.name);
+        self.raw().emit(w);
     }
 
     /// Reads a body. A zero span or trace id is [`WireError::BadValue`].
     pub fn parse(r: &mut Reader<'a>) -> Result<Self, WireError> {
-        let span = SpanId::new(r.u64()?).ok_or(WireError::BadValue)?;
-        let trace = TraceId::new(r.u128()?).ok_or(WireError::BadValue)?;
-        let parent = SpanId::new(r.u64()?);
-        let start_ns = r.u64()?;
-        let name = r.str_u8()?;
+        RawSpanStart::parse(r)?.check()
+    }
+}
+
+/// A START body as read, ids unchecked (zero allowed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawSpanStart<'a> {
+    /// Span id.
+    pub span: u64,
+    /// Trace id.
+    pub trace: u128,
+    /// Parent span id, 0 for a root.
+    pub parent: u64,
+    /// The producer's clock at the start.
+    pub start_ns: u64,
+    /// Name.
+    pub name: &'a str,
+}
+
+impl<'a> RawSpanStart<'a> {
+    /// Appends the body. A name past 255 bytes latches
+    /// [`WireError::BadValue`] in `w`.
+    pub fn emit(&self, w: &mut Writer<'_>) {
+        w.u64(self.span)
+            .u128(self.trace)
+            .u64(self.parent)
+            .u64(self.start_ns)
+            .str_u8(self.name);
+    }
+
+    /// Reads a body, checking structure only.
+    pub fn parse(r: &mut Reader<'a>) -> Result<Self, WireError> {
         Ok(Self {
-            span,
-            trace,
-            parent,
-            start_ns,
-            name,
+            span: r.u64()?,
+            trace: r.u128()?,
+            parent: r.u64()?,
+            start_ns: r.u64()?,
+            name: r.str_u8()?,
         })
+    }
+
+    /// The typed entry; a zero span or trace id is [`WireError::BadValue`].
+    pub const fn check(&self) -> Result<SpanStart<'a>, WireError> {
+        match (SpanId::new(self.span), TraceId::new(self.trace)) {
+            (Some(span), Some(trace)) => Ok(SpanStart {
+                span,
+                trace,
+                parent: SpanId::new(self.parent),
+                start_ns: self.start_ns,
+                name: self.name,
+            }),
+            _ => Err(WireError::BadValue),
+        }
     }
 }
 
@@ -95,26 +151,54 @@ impl<'a> SpanEnd<'a> {
     /// Appends the body. More than 255 attributes, or a key or value past
     /// 255 bytes, latches [`WireError::BadValue`] in `w`.
     pub fn emit(&self, w: &mut Writer<'_>) {
-        w.u64(self.span.get()).u64(self.end_ns).u8(self.status);
-        match u8::try_from(self.attrs.len()) {
-            Ok(n) => {
-                w.u8(n);
-            }
-            // An impossible count: make the writer fail the same way a
-            // too-long string does.
-            Err(_) => {
-                w.bytes_u8(&[0; 256]);
-            }
-        }
-        for (k, v) in &self.attrs {
-            w.str_u8(k).str_u8(v);
-        }
+        RawSpanEnd::emit_fields(w, self.span.get(), self.end_ns, self.status, &self.attrs);
     }
 
     /// Reads a body. A zero span id is [`WireError::BadValue`]; the status
     /// byte is not judged.
     pub fn parse(r: &mut Reader<'a>) -> Result<Self, WireError> {
-        let span = SpanId::new(r.u64()?).ok_or(WireError::BadValue)?;
+        RawSpanEnd::parse(r)?.check()
+    }
+}
+
+/// An END body as read, span id unchecked (zero allowed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawSpanEnd<'a> {
+    /// Span id.
+    pub span: u64,
+    /// The producer's clock at the end.
+    pub end_ns: u64,
+    /// The raw status byte.
+    pub status: u8,
+    /// Attributes as sent.
+    pub attrs: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> RawSpanEnd<'a> {
+    /// Appends the body. More than 255 attributes, or a key or value past
+    /// 255 bytes, latches [`WireError::BadValue`] in `w`.
+    pub fn emit(&self, w: &mut Writer<'_>) {
+        Self::emit_fields(w, self.span, self.end_ns, self.status, &self.attrs);
+    }
+
+    /// [`RawSpanEnd::emit`] from borrowed fields (no attribute vector
+    /// needed).
+    pub fn emit_fields(
+        w: &mut Writer<'_>,
+        span: u64,
+        end_ns: u64,
+        status: u8,
+        attrs: &[(&str, &str)],
+    ) {
+        w.u64(span).u64(end_ns).u8(status).count_u8(attrs.len());
+        for (k, v) in attrs {
+            w.str_u8(k).str_u8(v);
+        }
+    }
+
+    /// Reads a body, checking structure only.
+    pub fn parse(r: &mut Reader<'a>) -> Result<Self, WireError> {
+        let span = r.u64()?;
         let end_ns = r.u64()?;
         let status = r.u8()?;
         let n = r.u8()?;
@@ -128,6 +212,16 @@ impl<'a> SpanEnd<'a> {
             end_ns,
             status,
             attrs,
+        })
+    }
+
+    /// The typed entry; a zero span id is [`WireError::BadValue`].
+    pub fn check(self) -> Result<SpanEnd<'a>, WireError> {
+        Ok(SpanEnd {
+            span: SpanId::new(self.span).ok_or(WireError::BadValue)?,
+            end_ns: self.end_ns,
+            status: self.status,
+            attrs: self.attrs,
         })
     }
 }

@@ -7,7 +7,7 @@
     clippy::indexing_slicing
 )]
 
-use nexus_trace::wire::{tag, SpanEnd, SpanStart};
+use nexus_trace::wire::{tag, RawSpanEnd, RawSpanStart, SpanEnd, SpanStart};
 use nexus_trace::{SpanId, SpanStatus, TraceId};
 use nexus_wire::{Reader, WireError, Writer};
 use proptest::prelude::*;
@@ -342,4 +342,47 @@ proptest! {
         let _ = SpanEnd::parse(&mut Reader::new(&bytes[..keep]));
         let _ = SpanStart::parse(&mut Reader::new(&bytes[..keep]));
     }
+}
+
+/// The raw forms read and write the same bytes as the typed ones; zero ids
+/// parse raw and are refused only by `check`.
+#[test]
+fn raw_forms_share_the_bytes_and_defer_the_id_check() {
+    let s = SpanStart {
+        span: SpanId::new(5).unwrap(),
+        trace: TraceId::new(6).unwrap(),
+        parent: SpanId::new(7),
+        start_ns: 8,
+        name: "op",
+    };
+    let bytes = start_bytes(&s).unwrap();
+    let raw = RawSpanStart::parse(&mut Reader::new(&bytes)).unwrap();
+    assert_eq!(raw, s.raw());
+    assert_eq!(raw.check(), Ok(s));
+    let mut out = Vec::new();
+    raw.emit(&mut Writer::new(&mut out));
+    assert_eq!(out, bytes);
+    let zero = RawSpanStart { span: 0, ..raw };
+    assert_eq!(zero.check(), Err(WireError::BadValue));
+    let zero = RawSpanStart { trace: 0, ..raw };
+    assert_eq!(zero.check(), Err(WireError::BadValue));
+    assert_eq!(
+        RawSpanStart { parent: 0, ..raw }.check().unwrap().parent,
+        None
+    );
+
+    let e = SpanEnd {
+        span: SpanId::new(5).unwrap(),
+        end_ns: 9,
+        status: 7,
+        attrs: vec![("k", "v")],
+    };
+    let bytes = end_bytes(&e).unwrap();
+    let raw = RawSpanEnd::parse(&mut Reader::new(&bytes)).unwrap();
+    let mut out = Vec::new();
+    raw.emit(&mut Writer::new(&mut out));
+    assert_eq!(out, bytes);
+    assert_eq!(raw.clone().check(), Ok(e));
+    let zero = RawSpanEnd { span: 0, ..raw };
+    assert_eq!(zero.check(), Err(WireError::BadValue));
 }

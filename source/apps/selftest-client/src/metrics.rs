@@ -18,7 +18,8 @@ use nexus_ipc::Endpoint;
 use nexus_log::proto::QueryRequest;
 use nexus_log::{LogdClient, Record};
 use nexus_metrics::proto::{self, Entry, Register, Reply, Status, WireSegment};
-use nexus_metrics::{Metrics, MetricsError, SpanStatus};
+use nexus_metrics::{Metrics, MetricsError};
+use nexus_trace::SpanStatus;
 
 use crate::Failure;
 

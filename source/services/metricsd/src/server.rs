@@ -472,7 +472,7 @@ impl Metricsd {
     }
 
     fn export_span(&mut self, s: &EndedSpan) {
-        let level = if s.status == nexus_metrics::SpanStatus::Error {
+        let level = if s.status == nexus_trace::SpanStatus::Error {
             Level::Warn
         } else {
             Level::Info

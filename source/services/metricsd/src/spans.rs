@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 use nexus_ipc::ServiceId;
 use nexus_log::{Fields, FieldsBuilder};
 use nexus_metrics::proto::Status;
-use nexus_metrics::{SpanId, SpanStatus, TraceId};
+use nexus_trace::{SpanId, SpanStatus, TraceId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Live {
@@ -139,7 +139,9 @@ impl SpanTable {
 
     /// Starts a span (`seen_ns`: metricsd's clock). Zero ids and a
     /// duplicate live span are `invalid_args`; a full table, or a sender at
-    /// its own cap, is `over_limit`.
+    /// its own cap, is `over_limit`. (BATCH decoding reads span entries
+    /// raw — `nexus_trace::wire::RawSpanStart` — so a zero id is judged
+    /// here and refuses this entry only, not the whole frame.)
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         &mut self,

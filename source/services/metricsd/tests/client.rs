@@ -20,11 +20,10 @@ use nexus_ipc::Endpoint;
 use nexus_log::proto::{decode_request, Request};
 use nexus_log::{Event, Log};
 use nexus_log::{Fields, Level};
-use nexus_metrics::{
-    counter, gauge, histogram, span, Metrics, MetricsConfig, MetricsError, SpanStatus,
-};
+use nexus_metrics::{counter, gauge, histogram, span, Metrics, MetricsConfig, MetricsError};
 use nexus_svc::host::serve;
 use nexus_svc::{InMemory, Links, Shell};
+use nexus_trace::{IdGenerator, SpanStatus};
 
 #[derive(Clone, Default)]
 struct Collect(Arc<Mutex<Vec<Event>>>);
@@ -171,13 +170,15 @@ fn span_guards_end_on_drop_with_real_times_and_deterministic_ids() {
         MetricsConfig::default(),
     );
     let app = u64::from(m.endpoint().id().get());
-    let trace;
+    let (trace, root_id, child_id);
     {
         let mut root = span!(m, "request");
         trace = root.trace();
+        root_id = root.id();
         clock.advance(200);
         {
             let mut child = span!(root => "db");
+            child_id = child.id();
             child.attr("rows", 3);
             child.attr("api_key", "hunter2");
             clock.advance(300);
@@ -210,15 +211,17 @@ fn span_guards_end_on_drop_with_real_times_and_deterministic_ids() {
         (db.message.as_str(), req.message.as_str()),
         ("db", "request")
     );
-    // Ids: the sender id in the high bits, a counter in the low bits.
-    assert_eq!(f(req, "span_id"), Some(format!("{:016x}", (app << 32) | 1)));
-    assert_eq!(f(db, "span_id"), Some(format!("{:016x}", (app << 32) | 2)));
+    // Ids: the guards' ids are the exported ones, and they are the
+    // deterministic sequence of the default seed (node 0, boot 0) with the
+    // client's endpoint as the instance.
+    assert_eq!(f(req, "span_id"), Some(root_id.to_string()));
+    assert_eq!(f(db, "span_id"), Some(child_id.to_string()));
     assert_eq!(f(db, "parent_id"), f(req, "span_id"));
     assert_eq!(f(db, "trace_id"), Some(trace.to_string()));
-    assert_eq!(
-        f(req, "trace_id"),
-        Some(format!("{:032x}", (u128::from(app as u32) << 64) | 1))
-    );
+    assert_eq!(f(req, "trace_id"), Some(trace.to_string()));
+    let ids = IdGenerator::new(&MetricsConfig::default().id_seed(app));
+    let want = (ids.next_trace(), ids.next_span(), ids.next_span());
+    assert_eq!(want, (trace, root_id, child_id));
     assert_eq!(
         (f(db, "start_ns"), f(db, "end_ns")),
         (Some("1200".into()), Some("1500".into()))
@@ -305,4 +308,78 @@ fn flushes_split_at_the_batch_entry_limit() {
         u32::from(MetricsConfig::default().max_batch_entries),
         Config::default().batch.max_entries
     );
+}
+
+/// The same node, endpoint and spans on two boots (boot counters 1 and 2):
+/// no span or trace id of the second boot repeats one of the first, and
+/// metricsd exports both boots' spans under their own ids.
+#[test]
+fn span_ids_differ_across_boots() {
+    let bus = HostBus::new(RouterConfig::default());
+    let log = Collect::default();
+    let _srv = start(&bus, log.clone());
+    let md = bus.lookup("metricsd").unwrap();
+    let clock = ManualClock::new(1_000);
+    // One endpoint lent to both "boots": the same transport id, so the
+    // same instance in the seed.
+    struct Lent<'a>(&'a mut nexus_ipc::host::HostEndpoint);
+    impl Endpoint for Lent<'_> {
+        fn id(&self) -> nexus_ipc::ServiceId {
+            self.0.id()
+        }
+        fn send(
+            &mut self,
+            to: nexus_ipc::ServiceId,
+            frame: &[u8],
+        ) -> Result<(), nexus_ipc::SendError> {
+            self.0.send(to, frame)
+        }
+        fn try_recv(&mut self) -> Option<nexus_ipc::Frame> {
+            self.0.try_recv()
+        }
+        fn recv_timeout(&mut self, timeout_ns: u64) -> Option<nexus_ipc::Frame> {
+            self.0.recv_timeout(timeout_ns)
+        }
+    }
+    let mut ep = bus.endpoint("app").unwrap();
+    let mut boot = |n: u32| {
+        let cfg = MetricsConfig {
+            node_id: 0x5eed,
+            boot: n,
+            ..MetricsConfig::default()
+        };
+        let mut m = Metrics::new(Lent(&mut ep), md, &clock, cfg);
+        let ids = {
+            let root = span!(m, "request");
+            let child = span!(root => "db");
+            (root.trace(), [root.id(), child.id()])
+        };
+        assert_eq!(m.flush_sync().unwrap().accepted, 4);
+        ids
+    };
+    let (t1, s1) = boot(1);
+    let (t2, s2) = boot(2);
+    assert_ne!(t1, t2);
+    for a in s1 {
+        assert!(!s2.contains(&a), "span id {a} repeated across boots");
+    }
+    let exported = |trace: nexus_trace::TraceId| {
+        let t = trace.to_string();
+        log.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e.target == "trace.span"
+                    && e.fields.as_ref().unwrap().get("trace_id") == Some(t.as_str())
+            })
+            .count()
+    };
+    for _ in 0..1000 {
+        if exported(t1) == 2 && exported(t2) == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert_eq!((exported(t1), exported(t2)), (2, 2));
 }
