@@ -305,6 +305,18 @@ pub enum Reply {
     Rejected(Status),
 }
 
+impl nexus_wire::ReplyBody for Reply {
+    fn status(&self) -> Status {
+        match self {
+            Reply::Rejected(s) => *s,
+            _ => Status::Ok,
+        }
+    }
+    fn encode(&self, req: &Header) -> Vec<u8> {
+        encode_reply(req, self)
+    }
+}
+
 /// Encodes the reply to the request whose header is `req`. The reply is
 /// always in this crate's [`VERSION`] (so a client of another version
 /// learns which version the server speaks), with the request's op and nonce.

@@ -580,6 +580,18 @@ pub enum Reply {
     Rejected(Status),
 }
 
+impl nexus_wire::ReplyBody for Reply {
+    fn status(&self) -> Status {
+        match self {
+            Reply::Rejected(s) => *s,
+            _ => Status::Ok,
+        }
+    }
+    fn encode(&self, req: &Header) -> Vec<u8> {
+        encode_reply(req, self)
+    }
+}
+
 /// Encodes the reply to `req`.
 pub fn encode_reply(req: &Header, reply: &Reply) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);

@@ -11,6 +11,7 @@
 //!   version, op with a reply bit, nonce).
 //! * [`Status`] and [`Rejects`]: the reply statuses shared by every
 //!   protocol, and one typed counter per non-ok status.
+//! * [`answer`]: count the outcome, reply only when the request wants one.
 //!
 //! All integers on the wire are little-endian. Layouts are documented in
 //! `docs/observability/ipc.md`.
@@ -19,6 +20,7 @@
 
 extern crate alloc;
 
+mod answer;
 mod enums;
 mod error;
 mod header;
@@ -26,6 +28,7 @@ mod reader;
 mod status;
 mod writer;
 
+pub use answer::{answer, Answer, ReplyBody};
 pub use error::WireError;
 pub use header::{Header, HEADER_LEN, REPLY_BIT};
 pub use reader::Reader;

@@ -263,3 +263,39 @@ proptest! {
         }
     }
 }
+
+struct Body(Status);
+impl nexus_wire::ReplyBody for Body {
+    fn status(&self) -> Status {
+        self.0
+    }
+    fn encode(&self, req: &Header) -> Vec<u8> {
+        let mut out = Vec::new();
+        Writer::new(&mut out)
+            .header(&req.reply())
+            .u8(self.0.as_u8());
+        out
+    }
+}
+
+#[test]
+fn answer_counts_and_replies_only_when_wanted() {
+    let mut rejects = Rejects::default();
+    let req = Header::request(*b"LG", 1, 2, 7);
+    let a = nexus_wire::answer(&mut rejects, &req, 4, &Body(Status::Ok));
+    assert_eq!(a.status, Status::Ok);
+    assert_eq!(a.frame.unwrap()[3], 2 | nexus_wire::REPLY_BIT);
+    let a = nexus_wire::answer(&mut rejects, &req, 4, &Body(Status::Denied));
+    assert!(a.frame.is_some());
+    let oneway = Header { op: 4, ..req };
+    let a = nexus_wire::answer(&mut rejects, &oneway, 4, &Body(Status::RateLimited));
+    assert_eq!((a.status, a.frame), (Status::RateLimited, None));
+    let a = nexus_wire::answer(&mut rejects, &req.reply(), 4, &Body(Status::Malformed));
+    assert_eq!(a.frame, None, "a reply is never answered");
+    assert_eq!(
+        rejects.total(),
+        3,
+        "refusals are counted even when unanswered"
+    );
+    assert_eq!(rejects.get(Status::Denied), 1);
+}

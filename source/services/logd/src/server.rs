@@ -121,7 +121,8 @@ impl Logd {
             Err(RequestError::Malformed(h)) => return self.refuse(&h, Status::Malformed),
         };
         match req {
-            Request::Append { oneway, body } => {
+            // A one-way APPEND gets no reply: `answer` knows its op.
+            Request::Append { body, .. } => {
                 let result = self.append(now_ns, sender, frame.len(), &body);
                 let reply = match result {
                     Ok(id) => Reply::Appended(id),
@@ -130,14 +131,9 @@ impl Logd {
                         Reply::Rejected(s)
                     }
                 };
-                let out = Handled {
+                Handled {
                     appended: result.ok(),
                     ..self.answer(&h, reply)
-                };
-                if oneway {
-                    Handled { reply: None, ..out }
-                } else {
-                    out
                 }
             }
             Request::Query(q) => {
@@ -154,28 +150,20 @@ impl Logd {
         }
     }
 
-    /// Counts a frame that could not be decoded and answers it, except a
-    /// reply (two servers would bounce frames forever) or a one-way frame
-    /// (its sender never reads replies).
+    /// Counts a frame that could not be decoded and answers it.
     fn refuse(&mut self, h: &Header, status: Status) -> Handled {
-        let out = self.answer(h, Reply::Rejected(status));
-        if h.wants_reply(proto::op::APPEND_ONEWAY) {
-            out
-        } else {
-            Handled { reply: None, ..out }
-        }
+        self.answer(h, Reply::Rejected(status))
     }
 
+    /// Counts the outcome and replies, except to a reply (two servers would
+    /// bounce frames forever) or to a one-way APPEND (its sender never reads
+    /// replies).
     fn answer(&mut self, h: &Header, reply: Reply) -> Handled {
-        let status = match &reply {
-            Reply::Rejected(s) => *s,
-            _ => Status::Ok,
-        };
-        self.rejects.count(status);
+        let a = nexus_wire::answer(&mut self.rejects, h, proto::op::APPEND_ONEWAY, &reply);
         Handled {
-            reply: Some(proto::encode_reply(h, &reply)),
+            reply: a.frame,
             op: Some(h.op),
-            status: Some(status),
+            status: Some(a.status),
             appended: None,
         }
     }

@@ -239,29 +239,27 @@ impl Metricsd {
         {
             return self.refuse(&h, Status::RateLimited);
         }
-        let (reply, entry_rejects, oneway) = match req {
+        // A one-way BATCH gets no reply: `answer` knows its op.
+        let (reply, entry_rejects) = match req {
             Request::Register(r) => (
                 match self.register(sender, &r) {
                     Ok(id) => Reply::Registered(id),
                     Err(s) => Reply::Rejected(s),
                 },
                 Vec::new(),
-                false,
             ),
-            Request::Batch { oneway, entries } => {
+            Request::Batch { entries, .. } => {
                 if entries.len() > self.cfg.batch.max_entries as usize {
-                    (Reply::Rejected(Status::OverLimit), Vec::new(), oneway)
+                    (Reply::Rejected(Status::OverLimit), Vec::new())
                 } else {
                     let (res, rejects) = self.batch(now_ns, sender, &entries);
-                    (Reply::Batch(res), rejects, oneway)
+                    (Reply::Batch(res), rejects)
                 }
             }
-            Request::Scrape { cursor, max_bytes } => (
-                Reply::Scrape(self.scrape(cursor, max_bytes)),
-                Vec::new(),
-                false,
-            ),
-            Request::Stats => (Reply::Stats(self.stats()), Vec::new(), false),
+            Request::Scrape { cursor, max_bytes } => {
+                (Reply::Scrape(self.scrape(cursor, max_bytes)), Vec::new())
+            }
+            Request::Stats => (Reply::Stats(self.stats()), Vec::new()),
             Request::Segments { series, tier } => (
                 match Tier::from_u8(tier) {
                     Some(t) if self.registry.get(series).is_some_and(|s| s.owner == sender) => {
@@ -270,40 +268,28 @@ impl Metricsd {
                     _ => Reply::Rejected(Status::InvalidArgs),
                 },
                 Vec::new(),
-                false,
             ),
         };
         for s in &entry_rejects {
             self.count(*s);
         }
-        let out = self.answer(&h, reply);
         Handled {
-            reply: if oneway { None } else { out.reply },
             entry_rejects,
-            ..out
+            ..self.answer(&h, reply)
         }
     }
 
     fn refuse(&mut self, h: &Header, s: Status) -> Handled {
-        let out = self.answer(h, Reply::Rejected(s));
-        if h.wants_reply(proto::op::BATCH_ONEWAY) {
-            out
-        } else {
-            Handled { reply: None, ..out }
-        }
+        self.answer(h, Reply::Rejected(s))
     }
 
+    /// Counts the outcome and replies, except to a reply frame or to a
+    /// one-way BATCH.
     fn answer(&mut self, h: &Header, reply: Reply) -> Handled {
-        let status = match &reply {
-            Reply::Rejected(s) => *s,
-            _ => Status::Ok,
-        };
-        if status != Status::Ok {
-            self.count(status);
-        }
+        let a = nexus_wire::answer(&mut self.stats.rejects, h, proto::op::BATCH_ONEWAY, &reply);
         Handled {
-            reply: Some(proto::encode_reply(h, &reply)),
-            status: Some(status),
+            reply: a.frame,
+            status: Some(a.status),
             entry_rejects: Vec::new(),
         }
     }
