@@ -50,6 +50,9 @@ pub enum MetricsError {
     Encode(WireError),
     /// No reply in time.
     Timeout,
+    /// A call with the same nonce is already in flight (the request was
+    /// not sent; retrying later is safe).
+    Busy,
     /// metricsd refused it.
     Rejected(Status),
     /// The reply does not fit the request.
@@ -64,6 +67,7 @@ impl fmt::Display for MetricsError {
             Self::Send(e) => write!(f, "send failed: {e}"),
             Self::Encode(e) => write!(f, "encode failed: {e}"),
             Self::Timeout => f.write_str("timed out"),
+            Self::Busy => f.write_str("busy"),
             Self::Rejected(s) => write!(f, "rejected: {s}"),
             Self::BadReply => f.write_str("unexpected reply"),
         }
@@ -74,7 +78,8 @@ impl From<CallError> for MetricsError {
     fn from(e: CallError) -> Self {
         match e {
             CallError::Send(e) => Self::Send(e),
-            CallError::Timeout | CallError::Busy => Self::Timeout,
+            CallError::Timeout => Self::Timeout,
+            CallError::Busy => Self::Busy,
         }
     }
 }
@@ -848,6 +853,16 @@ mod tests {
     use alloc::vec;
     use nexus_bounds::ManualClock;
     use nexus_ipc::Frame;
+
+    #[test]
+    fn call_errors_keep_their_meaning() {
+        assert_eq!(MetricsError::from(CallError::Busy), MetricsError::Busy);
+        assert_eq!(MetricsError::from(CallError::Timeout), MetricsError::Timeout);
+        assert_eq!(
+            MetricsError::from(CallError::Send(SendError::QueueFull)),
+            MetricsError::Send(SendError::QueueFull)
+        );
+    }
 
     /// An endpoint with a fixed id that sends nowhere (spans only queue).
     struct Ep(ServiceId);
