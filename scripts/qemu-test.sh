@@ -87,10 +87,46 @@ boot() {
     fi
 }
 
-boot 1
-boot 2
+# Evidence from outside the guest: metricsd's region must hold the closed
+# rollup segments of the selftest's retained gauge (count 3, sum 15, min 3,
+# max 7) in both tiers, written by the guest, `want` of each per tier.
+check_segments() {
+    local want=$1 mdump=$OUT/$PROFILE.metricsd.boot$2.jsonl series n tier
+    "$TARGET_DIR"/release/nexus-state-dump "$img" --region metricsd >"$mdump" 2>/dev/null
+    series=$(sed -n 's/.*"entry":"register".*"name":"selftest_retained".*"series":\([0-9]*\).*/\1/p' "$mdump" | head -n 1)
+    if [ -z "$series" ]; then
+        echo "state dump: selftest_retained is not registered in metricsd's region" >&2
+        exit 1
+    fi
+    for tier in 10s 60s; do
+        n=$(grep -c "\"count\":3,\"entry\":\"segment\",\"max\":7,\"min\":3,\"series\":$series,\"start_ns\":[0-9]*,\"sum\":15,\"tier\":\"$tier\"" "$mdump" || true)
+        if [ "$n" -lt "$want" ]; then
+            echo "state dump: after boot $2, $n stored $tier segment(s) of selftest_retained, expected $want" >&2
+            exit 1
+        fi
+    done
+    echo "state dump: after boot $2, metricsd's region holds the retained gauge's 10 s and 60 s segments ($want per tier)"
+}
 
-# Evidence from outside the guest: read the disk image on the host.
+# Spans of both boots reached logd with different trace ids: ids carry a
+# per-boot component, and boot 2's evidence is boot 2's own.
+check_traces() {
+    local n
+    n=$(grep '"target":"trace.span","message":"selftest.request"' "$dump" |
+        sed -n 's/.*"trace_id":"\([0-9a-f]*\)".*/\1/p' | sort -u | wc -l)
+    if [ "$n" -lt 2 ]; then
+        echo "state dump: expected selftest.request spans with 2 distinct trace ids (one per boot), found $n" >&2
+        exit 1
+    fi
+    echo "state dump: selftest.request spans of both boots carry $n distinct trace ids"
+}
+
+boot 1
+check_segments 1 1
+boot 2
+check_segments 2 2
+
+# Evidence from outside the guest: read logd's region on the host.
 dump=$OUT/$PROFILE.dump.jsonl
 "$TARGET_DIR"/release/nexus-state-dump "$img" >"$dump"
 tail -n 3 "$dump" | sed 's/^/  | /'
@@ -100,4 +136,5 @@ if [ "$found" -ne 3 ]; then
     exit 1
 fi
 echo "state dump: the 3 records of boot 1 are on the disk image ($(wc -l <"$dump") lines)"
+check_traces
 echo "qemu-test: profile $PROFILE passed"

@@ -340,3 +340,29 @@ fn profiles_are_checked() {
         }
     }
 }
+
+#[test]
+fn no_metrics_markers_on_a_second_boot_whose_exports_are_lost() {
+    // Boot 1 leaves snapshot and span records in logd; on boot 2 metricsd
+    // has no link to logd, so nothing of boot 2 is exported. The restored
+    // records of boot 1 must not pass for boot 2's evidence.
+    let single = Profile::builtin("single").unwrap();
+    let disk = fresh_disk();
+    assert_eq!(boot(&disk, &single).result, Ok(()));
+    let text = include_str!("../../../recipes/boot/single.toml").replace(
+        "links = [\"logd\"]        # snapshots and span ends are exported to logd",
+        "",
+    );
+    let mute = Profile::parse(&text).unwrap();
+    assert!(mute.services[1].links.is_empty());
+    let b2 = boot(&disk, &mute);
+    assert!(b2.result.is_err(), "{:?}", b2.result);
+    assert!(b2.console.iter().any(|m| m == "SELFTEST: log persist ok"));
+    for marker in [
+        "SELFTEST: metrics counters ok",
+        "SELFTEST: metrics histograms ok",
+        "SELFTEST: tracing spans ok",
+    ] {
+        assert!(!b2.console.iter().any(|m| m == marker), "{marker}");
+    }
+}

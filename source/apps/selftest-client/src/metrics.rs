@@ -3,9 +3,9 @@
 //! | marker | evidence |
 //! |--------|----------|
 //! | `SELFTEST: metrics security rejects ok` | metricsd answered `invalid_args` (bad name, identity label), `over_limit` (oversized name) and `rate_limited` (a flood of full batches), and its STATS moved by exactly that |
-//! | `SELFTEST: metrics counters ok` | a snapshot record for the counter, queried back from **logd**, carries its labels, owner and value 15; and logd's own `logd_appended_total` is in the scrape under logd's identity |
-//! | `SELFTEST: metrics histograms ok` | the histogram's snapshot record in logd has the exact cumulative buckets, sum and count |
-//! | `SELFTEST: tracing spans ok` | both span-end records are in logd with the guards' span ids, the parent link, one trace id, status and the redacted secret attribute |
+//! | `SELFTEST: metrics counters ok` | a snapshot record for the counter, appended to **logd** in this boot and queried back, carries its labels, owner and value 15; and logd's own `logd_appended_total` is in the scrape under logd's identity |
+//! | `SELFTEST: metrics histograms ok` | the histogram's snapshot record of this boot in logd has the exact cumulative buckets (two observations sit exactly on bounds, so `<` instead of `<=` fails), sum and count |
+//! | `SELFTEST: tracing spans ok` | both span-end records of this boot are in logd with the guards' span ids (unique per boot), the parent link, one trace id, each span's own status (root error, child ok) and the redacted secret attribute |
 //! | `SELFTEST: metrics retention pending` | first boot: 10 s and 60 s segments of a gauge were closed and stored |
 //! | `SELFTEST: metrics retention ok` | later boot: the previous boot's segments came back from the state store under the same series |
 
@@ -67,18 +67,33 @@ fn expect(r: Reply, want: Status, what: &str) -> Result<(), Failure> {
     }
 }
 
-/// Records in logd (the caller must have the reader role) matching `pred`,
-/// retried after letting the services run, so one-way exports have landed.
+/// The id the next record appended to logd will get: records from here on
+/// are this boot's (earlier ones may be restored from the previous boot).
+fn next_record_id<E: Endpoint>(logd: &mut LogdClient<E>) -> Result<u64, Failure> {
+    let all = logd
+        .query_all(&QueryRequest::all(256), 100_000)
+        .map_err(|e| Failure(format!("logd query: {e}")))?;
+    Ok(all.records.last().map_or(0, |r| r.id.saturating_add(1)))
+}
+
+/// Records in logd from id `from` on (the caller must have the reader
+/// role) matching `pred`, retried after letting the services run, so
+/// one-way exports have landed.
 fn find<E: Endpoint>(
     logd: &mut LogdClient<E>,
+    from: u64,
     settle: &mut dyn FnMut(u64),
     pred: &dyn Fn(&Record) -> bool,
     want: usize,
 ) -> Result<Vec<Record>, Failure> {
     let mut found = Vec::new();
+    let q = QueryRequest {
+        cursor: from,
+        ..QueryRequest::all(256)
+    };
     for _ in 0..5 {
         let all = logd
-            .query_all(&QueryRequest::all(256), 100_000)
+            .query_all(&q, 100_000)
             .map_err(|e| Failure(format!("logd query: {e}")))?;
         found = all.records.into_iter().filter(|r| pred(r)).collect();
         if found.len() >= want {
@@ -101,6 +116,8 @@ pub fn run<E: Endpoint, C: Clock>(
     settle: &mut dyn FnMut(u64),
 ) -> Result<(), Failure> {
     let owner = m.endpoint().id().get();
+    // Only records appended from here on count as this boot's evidence.
+    let this_boot = next_record_id(logd)?;
     // Retention evidence first, before this boot adds samples: the
     // previous boot's segments, restored under the same series.
     let retained = m.gauge(RETAINED, &[]).map_err(merr("retained gauge"))?;
@@ -177,7 +194,8 @@ pub fn run<E: Endpoint, C: Clock>(
     let h = m
         .histogram("selftest_latency_us", &[], &[10, 100, 1000])
         .map_err(merr("histogram"))?;
-    for v in [5, 50, 500, 5000] {
+    // 10 and 100 sit exactly on bounds: buckets are `<=` (cumulative `le`).
+    for v in [5, 10, 100, 500, 5000] {
         h.observe(v);
     }
     let (root_id, child_id, trace) = {
@@ -186,7 +204,7 @@ pub fn run<E: Endpoint, C: Clock>(
         child.attr("rows", 3);
         child.attr("auth_token", "hunter2");
         child.set_status(SpanStatus::Ok);
-        root.set_status(SpanStatus::Ok);
+        root.set_status(SpanStatus::Error);
         (root.id(), child.id(), root.trace())
     };
     let res = m.flush_sync().map_err(merr("flush"))?;
@@ -205,7 +223,7 @@ pub fn run<E: Endpoint, C: Clock>(
                 && r.fields.get("owner") == Some(owner_s.as_str())
         }
     };
-    let counters = find(logd, settle, &snap("selftest_requests_total"), 1)?;
+    let counters = find(logd, this_boot, settle, &snap("selftest_requests_total"), 1)?;
     match counters.last() {
         Some(r)
             if r.fields.get("value") == Some("15")
@@ -228,14 +246,14 @@ pub fn run<E: Endpoint, C: Clock>(
     }
     out("SELFTEST: metrics counters ok");
 
-    let hists = find(logd, settle, &snap("selftest_latency_us"), 1)?;
+    let hists = find(logd, this_boot, settle, &snap("selftest_latency_us"), 1)?;
     let want = [
-        ("bucket.le_10", "1"),
-        ("bucket.le_100", "2"),
-        ("bucket.le_1000", "3"),
-        ("bucket.le_inf", "4"),
-        ("sum", "5555"),
-        ("count", "4"),
+        ("bucket.le_10", "2"),
+        ("bucket.le_100", "3"),
+        ("bucket.le_1000", "4"),
+        ("bucket.le_inf", "5"),
+        ("sum", "5615"),
+        ("count", "5"),
         ("kind", "histogram"),
     ];
     match hists.last() {
@@ -247,6 +265,7 @@ pub fn run<E: Endpoint, C: Clock>(
     let trace_s = format!("{trace}");
     let spans = find(
         logd,
+        this_boot,
         settle,
         &|r: &Record| {
             r.target == "trace.span" && r.fields.get("trace_id") == Some(trace_s.as_str())
@@ -266,6 +285,7 @@ pub fn run<E: Endpoint, C: Clock>(
                 && c.fields.get("parent_id") == Some(&*format!("{root_id}"))
                 && r.fields.get("parent_id").is_none()
                 && c.fields.get("status") == Some("ok")
+                && r.fields.get("status") == Some("error")
                 && c.fields.get("attr.rows") == Some("3")
                 && c.fields.get("attr.auth_token") == Some("[redacted]")
                 && c.fields.get("duration_ns").is_some() => {}
