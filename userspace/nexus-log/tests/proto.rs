@@ -98,7 +98,7 @@ proptest! {
                                 senders in proptest::collection::vec((any::<u32>(), any::<[u64; 4]>()), 0..10)) {
         let s = Stats {
             records: v[0], bytes: v[1], max_records: v[2], max_bytes: v[3], appended: v[4], evicted: v[5],
-            rejects: Rejects { malformed: v[6], unsupported: v[7], invalid_args: v[8], over_limit: v[9], rate_limited: v[10], denied: v[11] },
+            rejects: Rejects { malformed: v[6], unsupported: v[7], invalid_args: v[8], over_limit: v[9], rate_limited: v[10], denied: v[11], unavailable: 0 },
             identity_spoofs: v[12], replies_dropped: v[13], senders_tracked: v[14], sender_evictions: v[15],
             senders: senders.iter().map(|(s, [a, b, c, d])| SenderStats { sender: ServiceId::new(*s), records: *a, bytes: *b, evicted: *c, rejected: *d }).collect(),
         };

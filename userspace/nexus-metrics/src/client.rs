@@ -857,7 +857,10 @@ mod tests {
     #[test]
     fn call_errors_keep_their_meaning() {
         assert_eq!(MetricsError::from(CallError::Busy), MetricsError::Busy);
-        assert_eq!(MetricsError::from(CallError::Timeout), MetricsError::Timeout);
+        assert_eq!(
+            MetricsError::from(CallError::Timeout),
+            MetricsError::Timeout
+        );
         assert_eq!(
             MetricsError::from(CallError::Send(SendError::QueueFull)),
             MetricsError::Send(SendError::QueueFull)

@@ -18,6 +18,9 @@ crate::byte_enum! {
         RateLimited = 5 => "rate_limited",
         /// Policy does not let this sender do that.
         Denied = 6 => "denied",
+        /// What the request needs is not there now (e.g. a peer that is not
+        /// connected); retrying later may succeed.
+        Unavailable = 7 => "unavailable",
     }
 }
 
@@ -25,7 +28,8 @@ crate::byte_enum! {
 ///
 /// On the wire (STATS replies of every service) it is six u64, in status
 /// order: malformed, unsupported, invalid_args, over_limit, rate_limited,
-/// denied (48 bytes).
+/// denied (48 bytes). `unavailable` came later and is not part of that
+/// layout: services that can produce it (busd) send it after the six.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rejects {
     /// `malformed` (and unanswerable header-less frames).
@@ -40,6 +44,8 @@ pub struct Rejects {
     pub rate_limited: u64,
     /// `denied`.
     pub denied: u64,
+    /// `unavailable` (not in the six-counter wire form, see above).
+    pub unavailable: u64,
 }
 
 impl Rejects {
@@ -55,6 +61,7 @@ impl Rejects {
             Status::OverLimit => &mut self.over_limit,
             Status::RateLimited => &mut self.rate_limited,
             Status::Denied => &mut self.denied,
+            Status::Unavailable => &mut self.unavailable,
         })
     }
 
@@ -75,10 +82,10 @@ impl Rejects {
     pub fn total(&self) -> u64 {
         self.as_array()
             .iter()
-            .fold(0u64, |a, b| a.saturating_add(*b))
+            .fold(self.unavailable, |a, b| a.saturating_add(*b))
     }
 
-    /// The counters in wire order.
+    /// The six counters of the wire form, in wire order.
     pub const fn as_array(&self) -> [u64; 6] {
         [
             self.malformed,
@@ -90,7 +97,7 @@ impl Rejects {
         ]
     }
 
-    /// The counters from wire order.
+    /// The six counters of the wire form (`unavailable` is 0).
     pub const fn from_array(a: [u64; 6]) -> Self {
         let [malformed, unsupported, invalid_args, over_limit, rate_limited, denied] = a;
         Self {
@@ -100,6 +107,7 @@ impl Rejects {
             over_limit,
             rate_limited,
             denied,
+            unavailable: 0,
         }
     }
 

@@ -71,10 +71,10 @@ fn byte_enums_decode_only_their_bytes() {
             assert_eq!(k.as_u8(), b);
         }
     }
-    // Status keeps its version-1 bytes.
+    // Status keeps its version-1 bytes; `unavailable` was added after them.
     let bytes: Vec<u8> = Status::ALL.iter().map(|s| s.as_u8()).collect();
-    assert_eq!(bytes, [0, 1, 2, 3, 4, 5, 6]);
-    assert_eq!(Status::from_u8(7), None);
+    assert_eq!(bytes, [0, 1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(Status::from_u8(8), None);
     assert_eq!(Status::InvalidArgs.as_str(), "invalid_args");
 }
 
@@ -197,13 +197,21 @@ fn rejects_count_by_status_and_round_trip() {
     r.count(Status::Denied);
     assert_eq!(r.get(Status::Ok), 0);
     assert_eq!(r.get(Status::Denied), 2);
-    assert_eq!(r.total(), 7);
+    assert_eq!(r.get(Status::Unavailable), 1);
+    assert_eq!(r.total(), 8);
     let mut out = Vec::new();
     let mut w = Writer::new(&mut out);
     r.emit(&mut w);
     assert_eq!(w.finish(), Ok(Rejects::WIRE_LEN));
     let mut rd = Reader::new(&out);
-    assert_eq!(Rejects::parse(&mut rd), Ok(r));
+    // The six-counter wire form does not carry `unavailable`.
+    assert_eq!(
+        Rejects::parse(&mut rd),
+        Ok(Rejects {
+            unavailable: 0,
+            ..r
+        })
+    );
     assert!(rd.finish().is_ok());
     assert_eq!(
         Rejects::parse(&mut Reader::new(&out[..47])),
