@@ -78,11 +78,14 @@ impl Links {
     }
 }
 
-/// What a service tells its shell about a request it handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a service tells its shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A request (or an entry inside one) was refused with this status.
     Rejected(Status),
+    /// A whole console line (a marker whose evidence the service holds,
+    /// e.g. an authenticated peer coming up).
+    Console(String),
 }
 
 /// Counters a shell keeps for its service.

@@ -141,7 +141,13 @@ impl<S: Service, P: Persist<S>> Shell<S, P> {
         }
         out.sent = sent;
         for e in core::mem::take(&mut self.events) {
-            let Event::Rejected(s) = e;
+            let s = match e {
+                Event::Rejected(s) => s,
+                Event::Console(line) => {
+                    console(&line);
+                    continue;
+                }
+            };
             if let Some(seen) = MARKED
                 .iter()
                 .position(|m| *m == s)

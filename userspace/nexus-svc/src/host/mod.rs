@@ -1,6 +1,8 @@
 //! The host thread shell: one service on its own thread, over any
 //! [`Endpoint`] (the in-process bus), until told to stop.
 
+pub mod net;
+
 use std::string::String;
 use std::sync::atomic::{AtomicBool, Ordering};
 
