@@ -21,4 +21,5 @@ pub mod identity;
 pub mod link;
 pub mod mux;
 pub mod policy;
+pub mod pump;
 pub mod session;

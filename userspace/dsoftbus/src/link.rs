@@ -139,6 +139,20 @@ impl Link {
 
     /// Feeds bytes from the transport at `now_ns`.
     pub fn on_bytes(&mut self, data: &[u8], now_ns: u64, acl: &Acl) -> Result<(), LinkError> {
+        self.on_bytes_with(data, now_ns, acl, &mut |_| true)
+    }
+
+    /// Like [`Link::on_bytes`], with a local policy for the peer's OPENs on
+    /// top of the ACL: a stream is accepted only if the ACL lets the peer
+    /// open `name` and `accept(name)` holds (e.g. someone listens on it);
+    /// otherwise the peer gets a REJECT before any data flows.
+    pub fn on_bytes_with(
+        &mut self,
+        data: &[u8],
+        now_ns: u64,
+        acl: &Acl,
+        accept: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<(), LinkError> {
         let records = match &mut self.state {
             State::Closed(e) => return Err(*e),
             State::Handshake(hs) => {
@@ -184,10 +198,9 @@ impl Link {
         };
         let peer = up.session.peer();
         for rec in records {
-            if let Err(e) = up
-                .mux
-                .on_frame(&rec, now_ns, &mut |name| acl.may_open(peer, name))
-            {
+            if let Err(e) = up.mux.on_frame(&rec, now_ns, &mut |name| {
+                acl.may_open(peer, name) && accept(name)
+            }) {
                 return Err(self.close(LinkError::Mux(e)));
             }
         }
