@@ -72,7 +72,8 @@ fn frame() -> Vec<u8> {
             level: 2,
             target: "bench.http",
             message: "request served in 12.5 ms",
-            fields: "method=GET\npath=/api/v1/items\nstatus=200\nuser=alice.liddell@example.co.uk\n",
+            fields:
+                "method=GET\npath=/api/v1/items\nstatus=200\nuser=alice.liddell@example.co.uk\n",
         },
     )
     .unwrap();
@@ -138,7 +139,7 @@ fn run(n: usize) -> Row {
     let mut l = logd_for(n);
     let mut t = 0u64;
     let mut i = 0u32;
-    let mut append = |l: &mut Logd, t: &mut u64, i: &mut u32| {
+    let append = |l: &mut Logd, t: &mut u64, i: &mut u32| {
         *t += STEP_NS;
         *i = i.wrapping_add(1);
         l.handle(*t, ServiceId::new(1 + *i % SENDERS), &frame);
@@ -163,12 +164,16 @@ fn run(n: usize) -> Row {
     let mut q = QueryRequest::all(256);
     q.cursor = first + n as u64 / 2;
     let mut cursor_recs = 0;
-    let cursor_us = time_us(reps, || cursor_recs = black_box(query(&mut l, &q)).records.len());
+    let cursor_us = time_us(reps, || {
+        cursor_recs = black_box(query(&mut l, &q)).records.len()
+    });
 
     let mut q = QueryRequest::all(256);
     q.sender = Some(ServiceId::new(42));
     let mut sender_recs = 0;
-    let sender_us = time_us(reps, || sender_recs = black_box(query(&mut l, &q)).records.len());
+    let sender_us = time_us(reps, || {
+        sender_recs = black_box(query(&mut l, &q)).records.len()
+    });
     let (mut sender_all_pages, mut total) = (0, 0);
     let s = Instant::now();
     loop {
@@ -186,7 +191,9 @@ fn run(n: usize) -> Row {
     let mut q = QueryRequest::all(256);
     q.since_ns = t - (n as u64 / 100) * STEP_NS;
     let mut since_recs = 0;
-    let since_us = time_us(reps, || since_recs = black_box(query(&mut l, &q)).records.len());
+    let since_us = time_us(reps, || {
+        since_recs = black_box(query(&mut l, &q)).records.len()
+    });
     let mut since_empty = 0;
     loop {
         let p = query(&mut l, &q);

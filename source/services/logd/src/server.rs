@@ -18,7 +18,7 @@ use nexus_log::{Level, Record};
 use nexus_wire::Header;
 
 use crate::config::{Config, ConfigError};
-use crate::journal::Journal;
+use crate::journal::{Filter, Journal, PageLimits};
 
 /// What handling one frame produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,10 +254,17 @@ impl Logd {
             None if reader => None,
             None => Some(requester),
         };
-        let max_count = usize::from(q.max_count.min(self.cfg.query.max_count));
-        let max_bytes = u64::from(q.max_bytes.min(self.cfg.query.max_bytes));
-        let max_scan = self.cfg.query.max_scan;
-
+        let lim = PageLimits {
+            max_count: usize::from(q.max_count.min(self.cfg.query.max_count)),
+            max_bytes: u64::from(q.max_bytes.min(self.cfg.query.max_bytes)),
+            max_scan: usize::try_from(self.cfg.query.max_scan).unwrap_or(usize::MAX),
+        };
+        let filter = Filter {
+            sender: only,
+            min_level,
+            since_ns: q.since_ns,
+            until_ns: q.until_ns,
+        };
         // Cursor 0 means "from the oldest retained record": nothing before
         // it counts as a gap. Otherwise every id in [cursor, next) that is
         // no longer held is a gap.
@@ -266,45 +273,7 @@ impl Logd {
         } else {
             q.cursor
         };
-        let mut page = QueryPage {
-            next: start,
-            ..QueryPage::default()
-        };
-        let mut expected = start;
-        let mut bytes = 0u64;
-        let max_scan = usize::try_from(max_scan).unwrap_or(usize::MAX);
-        for (scanned, (&id, rec)) in self.journal.range_from(start).enumerate() {
-            if scanned >= max_scan || page.records.len() >= max_count {
-                page.more = true;
-                break;
-            }
-            let matches = only.is_none_or(|s| rec.sender == s)
-                && rec.level >= min_level
-                && rec.ts_ns >= q.since_ns
-                && rec.ts_ns <= q.until_ns;
-            if matches {
-                let size = rec.wire_len() as u64;
-                // A page always carries at least one record, so paging
-                // progresses whatever max_bytes is.
-                if !page.records.is_empty() && bytes + size > max_bytes {
-                    page.more = true;
-                    break;
-                }
-                bytes += size;
-                page.records.push(rec.clone());
-            }
-            page.gap += id.saturating_sub(expected);
-            expected = id.saturating_add(1);
-            page.next = expected;
-        }
-        if !page.more {
-            let end = self.journal.next_id();
-            if end > expected {
-                page.gap += end - expected;
-            }
-            page.next = page.next.max(end);
-        }
-        Ok(page)
+        Ok(self.journal.page(start, &filter, &lim))
     }
 
     /// The STATS view for `requester`: readers see the heaviest senders,
