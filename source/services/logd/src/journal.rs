@@ -57,7 +57,9 @@ use alloc::vec::Vec;
 
 use nexus_bounds::LruMap;
 use nexus_ipc::ServiceId;
-use nexus_log::proto::{decode_record_bytes, encode_record, QueryPage, SenderStats};
+use nexus_log::proto::{
+    decode_record_bytes, encode_record_parts, QueryPage, RecordParts, SenderStats,
+};
 use nexus_log::{Level, Record};
 
 /// Offsets of the fixed fields in the record wire layout.
@@ -204,6 +206,30 @@ pub struct PageLimits {
     pub max_bytes: u64,
     /// Records examined per page.
     pub max_scan: usize,
+}
+
+/// A QUERY page without its records (they were written in wire form).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageHead {
+    /// The cursor for the next page.
+    pub next: u64,
+    /// Ids in the scanned range that are no longer held.
+    pub gap: u64,
+    /// The page stopped early (count, bytes or scan bound).
+    pub more: bool,
+    /// Records written.
+    pub count: u16,
+}
+
+/// Length of the wire record at the start of `buf`, if it holds one.
+fn wire_len(buf: &[u8]) -> Option<usize> {
+    let t = usize::from(*buf.get(21)?);
+    let m = buf.get(22 + t..24 + t)?;
+    let m = usize::from(u16::from_le_bytes([*m.first()?, *m.get(1)?]));
+    let f = buf.get(24 + t + m..26 + t + m)?;
+    let f = usize::from(u16::from_le_bytes([*f.first()?, *f.get(1)?]));
+    let len = 26 + t + m + f;
+    (len <= buf.len()).then_some(len)
 }
 
 /// What an insert did.
@@ -371,6 +397,12 @@ impl Journal {
     /// fairly until it fits. The caller guarantees
     /// `rec.wire_len() <= max_bytes` (logd's config validation does).
     pub fn insert(&mut self, rec: Record) -> Inserted {
+        self.insert_parts(RecordParts::of(&rec))
+    }
+
+    /// [`Self::insert`] from borrowed parts (`id` is overwritten): the
+    /// record is written straight into the journal's storage.
+    pub fn insert_parts(&mut self, rec: RecordParts<'_>) -> Inserted {
         let id = self.next_id;
         self.place(rec, id)
     }
@@ -384,11 +416,10 @@ impl Journal {
         if rec.wire_len() as u64 > self.max_bytes {
             return Err(RestoreError::TooLarge);
         }
-        let id = rec.id;
-        Ok(self.place(rec, id))
+        Ok(self.place(RecordParts::of(&rec), rec.id))
     }
 
-    fn place(&mut self, mut rec: Record, id: u64) -> Inserted {
+    fn place(&mut self, mut rec: RecordParts<'_>, id: u64) -> Inserted {
         let wire_len = rec.wire_len();
         let size = wire_len as u64;
         let mut evicted = 0u32;
@@ -418,7 +449,7 @@ impl Journal {
         let pos32 = u32::try_from(pos).unwrap_or(u32::MAX);
         let off = self.arena.len();
         let back = self.slots.last().map(|_| self.ts_at(pos - 1));
-        encode_record(&mut self.arena, &rec);
+        encode_record_parts(&mut self.arena, &rec);
         let size = (self.arena.len() - off) as u64;
         self.slots.push(u32::try_from(off).unwrap_or(u32::MAX));
         self.tombs.grow_to(self.slots.len());
@@ -591,16 +622,42 @@ impl Journal {
         n
     }
 
-    /// One QUERY page starting at id `start`: records matching `f`, in id
-    /// order, within `lim`. Costs O(log N) to find the first candidate and
-    /// O(1) per record examined: a sender filter visits only that sender's
+    /// One QUERY page starting at id `start`, decoded (see [`Self::page_wire`]).
+    pub fn page(&self, start: u64, f: &Filter, lim: &PageLimits) -> QueryPage {
+        let mut buf = Vec::new();
+        let head = self.page_wire(start, f, lim, &mut buf);
+        let mut records = Vec::with_capacity(usize::from(head.count));
+        let mut rest = buf.as_slice();
+        while let Some(len) = wire_len(rest) {
+            let (rec, tail) = rest.split_at_checked(len).unwrap_or((rest, &[]));
+            records.extend(decode_record_bytes(rec).ok());
+            rest = tail;
+        }
+        QueryPage {
+            next: head.next,
+            gap: head.gap,
+            more: head.more,
+            records,
+        }
+    }
+
+    /// One QUERY page starting at id `start`: the records matching `f`, in
+    /// id order, within `lim`, appended to `out` in wire form (the reply's
+    /// record layout). Costs O(log N) to find the first candidate and O(1)
+    /// per record examined: a sender filter visits only that sender's
     /// records, and a time window skips non-matching stretches by binary
     /// search (records skipped that way are not "examined").
     ///
     /// `next` is the first id not examined when the page stopped early
     /// (`more`), else the next id to be assigned; `gap` is the number of ids
     /// in `[start, next)` not held.
-    pub fn page(&self, start: u64, f: &Filter, lim: &PageLimits) -> QueryPage {
+    pub fn page_wire(
+        &self,
+        start: u64,
+        f: &Filter,
+        lim: &PageLimits,
+        out: &mut Vec<u8>,
+    ) -> PageHead {
         enum Source<'a> {
             All,
             Sender(&'a VecDeque<u32>),
@@ -617,7 +674,13 @@ impl Journal {
         let first = self.lower_bound(start);
         let timed = f.since_ns > 0 || f.until_ns < u64::MAX;
         let min_level = f.min_level.as_u8();
-        let mut page = QueryPage::default();
+        let max_count = lim.max_count.min(usize::from(u16::MAX));
+        let mut head = PageHead {
+            next: start,
+            gap: 0,
+            more: false,
+            count: 0,
+        };
         let mut next = start;
         let mut bytes = 0u64;
         let mut examined = 0usize;
@@ -635,8 +698,8 @@ impl Journal {
             if p >= n {
                 break;
             }
-            if examined >= lim.max_scan || page.records.len() >= lim.max_count {
-                page.more = true;
+            if examined >= lim.max_scan || usize::from(head.count) >= max_count {
+                head.more = true;
                 break;
             }
             let rec = self.rec_at(p);
@@ -655,29 +718,28 @@ impl Journal {
                 let size = rec.len() as u64;
                 // A page always carries at least one record, so paging
                 // progresses whatever max_bytes is.
-                if !page.records.is_empty() && bytes + size > lim.max_bytes {
-                    page.more = true;
+                if head.count > 0 && bytes + size > lim.max_bytes {
+                    head.more = true;
                     break;
                 }
-                if let Ok(r) = decode_record_bytes(rec) {
-                    bytes += size;
-                    page.records.push(r);
-                }
+                bytes += size;
+                out.extend_from_slice(rec);
+                head.count += 1;
             }
             next = u64_at(rec, AT_ID).saturating_add(1);
             at = p + 1;
             idx += 1;
         }
-        page.next = if page.more {
+        head.next = if head.more {
             next
         } else {
             next.max(self.next_id)
         };
         let held = self
-            .live_before(self.lower_bound(page.next))
+            .live_before(self.lower_bound(head.next))
             .saturating_sub(self.live_before(first)) as u64;
-        page.gap = page.next.saturating_sub(start).saturating_sub(held);
-        page
+        head.gap = head.next.saturating_sub(start).saturating_sub(held);
+        head
     }
 
     /// Counts a rejected append against `sender`.

@@ -4,14 +4,13 @@
 //! tests, the host demo and the OS runtime.
 
 use alloc::collections::BTreeSet;
-use alloc::string::String;
 use alloc::vec::Vec;
 
 use nexus_bounds::{BucketConfig, LimiterConfig, RateLimiter};
 use nexus_ipc::ServiceId;
 use nexus_log::fields::Fields;
 use nexus_log::proto::{
-    self, AppendRequest, QueryPage, QueryRequest, Rejects, Reply, Request, RequestError, Stats,
+    self, AppendRequest, QueryRequest, RecordParts, Rejects, Reply, Request, RequestError, Stats,
     Status,
 };
 use nexus_log::{Level, Record};
@@ -140,13 +139,18 @@ impl Logd {
                     out
                 }
             }
-            Request::Query(q) => {
-                let reply = match self.query(sender, &q) {
-                    Ok(page) => Reply::Page(page),
-                    Err(s) => Reply::Rejected(s),
-                };
-                self.answer(&h, reply)
-            }
+            Request::Query(q) => match self.query(&h, sender, &q) {
+                Ok(frame) => {
+                    self.rejects.count(Status::Ok);
+                    Handled {
+                        reply: Some(frame),
+                        op: Some(h.op),
+                        status: Some(Status::Ok),
+                        appended: None,
+                    }
+                }
+                Err(s) => self.answer(&h, Reply::Rejected(s)),
+            },
             Request::Stats => {
                 let s = self.stats_for(sender);
                 self.answer(&h, Reply::Stats(s))
@@ -213,9 +217,13 @@ impl Logd {
             self.identity_spoofs += 1;
             return Err(Status::InvalidArgs);
         }
-        let fields = Fields::parse(a.fields).map_err(|_| Status::InvalidArgs)?;
+        Fields::check(a.fields).map_err(|_| Status::InvalidArgs)?;
         let mut count = 0u32;
-        for (k, v) in fields.iter() {
+        let pairs = a
+            .fields
+            .split_terminator('\n')
+            .filter_map(|l| l.split_once('='));
+        for (k, v) in pairs {
             count += 1;
             if too_long(k, lim.max_key_len)
                 || too_long(v, lim.max_value_len)
@@ -224,22 +232,24 @@ impl Logd {
                 return Err(Status::OverLimit);
             }
         }
-        let rec = Record {
+        let rec = RecordParts {
             id: 0,
             ts_ns: now_ns,
             sender,
             level,
-            target: String::from(a.target),
-            message: String::from(a.message),
-            fields,
+            target: a.target,
+            message: a.message,
+            fields: a.fields,
         };
         if rec.wire_len() > lim.max_record_bytes as usize {
             return Err(Status::OverLimit);
         }
-        Ok(self.journal.insert(rec).id)
+        Ok(self.journal.insert_parts(rec).id)
     }
 
-    fn query(&self, requester: ServiceId, q: &QueryRequest) -> Result<QueryPage, Status> {
+    /// Answers a QUERY with its reply frame. Records are copied from the
+    /// journal in their wire form, straight into the frame.
+    fn query(&self, h: &Header, requester: ServiceId, q: &QueryRequest) -> Result<Vec<u8>, Status> {
         let min_level = Level::from_u8(q.min_level).ok_or(Status::InvalidArgs)?;
         // A cursor past the next id comes from another journal (e.g. before
         // a restart without persistence): refusing it tells the reader to
@@ -273,7 +283,13 @@ impl Logd {
         } else {
             q.cursor
         };
-        Ok(self.journal.page(start, &filter, &lim))
+        let mut frame = alloc::vec![0u8; proto::PAGE_REPLY_HEAD];
+        let page = self.journal.page_wire(start, &filter, &lim, &mut frame);
+        let head = proto::page_reply_head(h, page.next, page.gap, page.more, page.count);
+        if let Some(dst) = frame.get_mut(..proto::PAGE_REPLY_HEAD) {
+            dst.copy_from_slice(&head);
+        }
+        Ok(frame)
     }
 
     /// The STATS view for `requester`: readers see the heaviest senders,
