@@ -15,13 +15,11 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-use common::*;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use logd::Config;
+use logd::{Config, Logd};
+use nexus_ipc::ServiceId;
 use nexus_log::proto::{self, AppendRequest};
 
 struct Counting;
@@ -89,11 +87,15 @@ fn heap_stays_within_the_documented_factor_of_the_byte_bound() {
         .collect();
 
     let before = LIVE.load(Ordering::Relaxed);
-    let mut cfg = unlimited(Config::default());
+    let mut cfg = Config::default();
+    cfg.rate.events_per_sec = u32::MAX / 2;
+    cfg.rate.events_burst = u32::MAX / 2;
+    cfg.rate.bytes_per_sec = u32::MAX / 2;
+    cfg.rate.bytes_burst = u32::MAX / 2;
     cfg.journal.max_records = max_records;
     cfg.journal.max_bytes = max_bytes;
     cfg.rate.max_senders = 128;
-    let mut l = logd(cfg);
+    let mut l = Logd::new(cfg, 64 * 1024, []).unwrap();
     let bound = |senders: u64| {
         (1.14 * f64::from(max_bytes)) as usize
             + 10 * max_records as usize
@@ -105,7 +107,7 @@ fn heap_stays_within_the_documented_factor_of_the_byte_bound() {
     // turn evicts, fairly, from 100 senders with mixed record sizes.
     for i in 0..60_000u64 {
         let f = &frames[(next(&mut seed) % 64) as usize];
-        let h = l.handle(i, sid(1 + (i % SENDERS) as u32), f);
+        let h = l.handle(i, ServiceId::new(1 + (i % SENDERS) as u32), f);
         assert_eq!(h.status, Some(nexus_log::proto::Status::Ok));
         if i % 1000 == 999 {
             let heap = LIVE.load(Ordering::Relaxed) - before;
