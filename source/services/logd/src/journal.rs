@@ -12,7 +12,7 @@
 //! dead records out of the arena and the slot list, in place, in one pass.
 //! Compaction runs when the arena (or the slot list) is full and at least
 //! 1/16 of it is dead; otherwise the arena grows by 1/16. So the heap is
-//! about `1.07..1.14 × bytes + 8.5 × records` plus a few hundred bytes per
+//! at most about `1.14 × peak bytes + 10 B × records` plus a few hundred bytes per
 //! sender (see `docs/observability/logd.md`, *Memory*), and an append costs
 //! amortized O(1): a compaction moves at most 16 bytes per byte appended
 //! since the last one.
