@@ -7,7 +7,7 @@ NO_STD_CRATES := -p nexus-wire -p nexus-bounds -p nexus-ipc -p nexus-svc -p nexu
 KERNEL = $(shell scripts/target-dir.sh)/$(RISCV_TARGET)/release/nexus-kernel
 RUN_IMG := out/run.img
 
-.PHONY: run demo test deps qemu-deps fmt-check clippy host-test riscv harness-test qemu-test bench
+.PHONY: run demo test deps qemu-deps fmt-check clippy host-test riscv harness-test qemu-test bench bench-scale
 
 ## Runs the system: boots the RISC-V image under QEMU on a persistent disk
 ## (out/run.img) and shows the console. Run it twice: the second boot
@@ -64,3 +64,8 @@ bench:
 	cargo bench -p logd
 	cargo bench -p metricsd --bench metrics -- --warm-up-time 1 --measurement-time 2
 	cargo bench -p dsoftbus --bench link -- --warm-up-time 1 --measurement-time 3
+
+## How logd scales with the journal (1k..1M records): a markdown table of
+## append, page and heap costs (not part of `make test`).
+bench-scale:
+	cargo bench -p logd --bench scale

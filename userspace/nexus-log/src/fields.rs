@@ -78,6 +78,12 @@ impl Fields {
 
     /// Validates `text` and keeps it. Never panics on any input.
     pub fn parse(text: &str) -> Result<Fields, FieldError> {
+        Self::check(text)?;
+        Ok(Fields(String::from(text)))
+    }
+
+    /// Validates `text` without keeping it (what [`Fields::parse`] checks).
+    pub fn check(text: &str) -> Result<(), FieldError> {
         let mut prev: Option<&str> = None;
         for line in lines(text)? {
             let (k, _) = line.split_once('=').ok_or(FieldError::MissingEquals)?;
@@ -87,7 +93,7 @@ impl Fields {
             }
             prev = Some(k);
         }
-        Ok(Fields(String::from(text)))
+        Ok(())
     }
 
     /// The canonical text.

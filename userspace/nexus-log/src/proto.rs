@@ -375,6 +375,36 @@ pub fn encode_reply(req: &Header, reply: &Reply) -> Vec<u8> {
     out
 }
 
+/// Bytes of a QUERY `ok` reply before its records: header, status, `next`,
+/// `gap`, `more`, `count`.
+pub const PAGE_REPLY_HEAD: usize = 12 + 1 + 8 + 8 + 1 + 2;
+
+/// The first [`PAGE_REPLY_HEAD`] bytes of a QUERY `ok` reply to `req`. A
+/// server that keeps records in their wire form writes this, then `count`
+/// records as [`encode_record`] would: the frame is byte for byte the one
+/// [`encode_reply`] makes of the same page.
+pub fn page_reply_head(
+    req: &Header,
+    next: u64,
+    gap: u64,
+    more: bool,
+    count: u16,
+) -> [u8; PAGE_REPLY_HEAD] {
+    let head = Writer::to_array::<PAGE_REPLY_HEAD>(|w| {
+        w.header(&Header {
+            version: VERSION,
+            ..req.reply()
+        })
+        .u8(Status::Ok.as_u8())
+        .u64(next)
+        .u64(gap)
+        .bool(more)
+        .u16(count);
+    });
+    // Fixed-size fields that add up to exactly PAGE_REPLY_HEAD: cannot fail.
+    head.unwrap_or([0; PAGE_REPLY_HEAD])
+}
+
 /// Appends a record in its wire form. Lengths are bounded by logd's config
 /// (far below the prefixes' range); an impossible overlong string is cut at
 /// the prefix limit rather than corrupting the frame.
@@ -382,14 +412,63 @@ pub fn encode_record(out: &mut Vec<u8>, r: &Record) {
     write_record(&mut Writer::new(out), r);
 }
 
+/// A record's parts, borrowed: what [`encode_record_parts`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordParts<'a> {
+    /// Journal sequence number.
+    pub id: u64,
+    /// logd's clock at acceptance.
+    pub ts_ns: u64,
+    /// The appender.
+    pub sender: ServiceId,
+    /// Severity.
+    pub level: Level,
+    /// Scope.
+    pub target: &'a str,
+    /// Message.
+    pub message: &'a str,
+    /// Fields text, in the fields convention.
+    pub fields: &'a str,
+}
+
+impl<'a> RecordParts<'a> {
+    /// The parts of `r`.
+    pub fn of(r: &'a Record) -> Self {
+        Self {
+            id: r.id,
+            ts_ns: r.ts_ns,
+            sender: r.sender,
+            level: r.level,
+            target: &r.target,
+            message: &r.message,
+            fields: r.fields.as_str(),
+        }
+    }
+
+    /// Bytes on the wire (as [`Record::wire_len`]).
+    pub fn wire_len(&self) -> usize {
+        Record::WIRE_OVERHEAD + self.target.len() + self.message.len() + self.fields.len()
+    }
+}
+
+/// Appends a record given by its parts in its wire form (the same bytes as
+/// [`encode_record`] of the equal record), without building a [`Record`].
+pub fn encode_record_parts(out: &mut Vec<u8>, r: &RecordParts<'_>) {
+    write_parts(&mut Writer::new(out), r);
+}
+
 fn write_record(w: &mut Writer<'_>, r: &Record) {
+    write_parts(w, &RecordParts::of(r));
+}
+
+fn write_parts(w: &mut Writer<'_>, r: &RecordParts<'_>) {
     w.u64(r.id)
         .u64(r.ts_ns)
         .u32(r.sender.get())
         .u8(r.level.as_u8())
-        .str_u8(prefix(&r.target, usize::from(u8::MAX)))
-        .str_u16(prefix(&r.message, usize::from(u16::MAX)))
-        .str_u16(prefix(r.fields.as_str(), usize::from(u16::MAX)));
+        .str_u8(prefix(r.target, usize::from(u8::MAX)))
+        .str_u16(prefix(r.message, usize::from(u16::MAX)))
+        .str_u16(prefix(r.fields, usize::from(u16::MAX)));
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a

@@ -94,6 +94,18 @@ proptest! {
     }
 
     #[test]
+    fn a_page_from_wire_records_is_the_same_frame(nonce in any::<u64>(), next in any::<u64>(), gap in any::<u64>(), more in any::<bool>(),
+                               records in proptest::collection::vec(record(), 0..8)) {
+        let h = header(proto::op::QUERY, nonce);
+        let mut raw = proto::page_reply_head(&h, next, gap, more, records.len() as u16).to_vec();
+        for r in &records {
+            proto::encode_record(&mut raw, r);
+        }
+        let reply = Reply::Page(QueryPage { next, gap, more, records });
+        prop_assert_eq!(raw, encode_reply(&h, &reply));
+    }
+
+    #[test]
     fn stats_replies_round_trip(v in proptest::collection::vec(any::<u64>(), 16),
                                 senders in proptest::collection::vec((any::<u32>(), any::<[u64; 4]>()), 0..10)) {
         let s = Stats {

@@ -8,10 +8,7 @@
 //! persistence never stops for good. On start, [`JournalStore::open`]
 //! returns the records of the last run in id order for [`Logd::restore`].
 
-use alloc::vec::Vec;
-
-use nexus_log::proto::{decode_record_bytes, encode_record};
-use nexus_log::Record;
+use nexus_log::proto::decode_record_bytes;
 use nexus_store::{BlockDevice, MountReport, StateStore, StoreError};
 
 use nexus_svc::Persist;
@@ -89,20 +86,15 @@ impl<D: BlockDevice> JournalStore<D> {
 
     /// Persists record `id` of `logd`'s journal (just appended).
     pub fn on_appended(&mut self, logd: &Logd, id: u64) {
-        let Some(rec) = logd.journal().get(id) else {
+        let Some(rec) = logd.journal().wire(id) else {
             return;
         };
-        match self.store.append(&encode(rec)) {
+        match self.store.append(rec) {
             Ok(()) => self.stats.written += 1,
             Err(StoreError::Full) => {
                 // The live journal (which already holds `rec`) replaces the
                 // store's contents.
-                let live: Vec<Vec<u8>> = logd
-                    .journal()
-                    .range_from(0)
-                    .map(|(_, r)| encode(r))
-                    .collect();
-                match self.store.compact(live.iter().map(Vec::as_slice)) {
+                match self.store.compact(logd.journal().wire_from(0)) {
                     Ok(()) => {
                         self.stats.compactions += 1;
                         self.stats.written += 1;
@@ -133,10 +125,4 @@ impl<D: BlockDevice> JournalStore<D> {
     pub fn into_device(self) -> D {
         self.store.into_device()
     }
-}
-
-fn encode(r: &Record) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(r.wire_len());
-    encode_record(&mut buf, r);
-    buf
 }

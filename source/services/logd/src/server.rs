@@ -4,21 +4,20 @@
 //! tests, the host demo and the OS runtime.
 
 use alloc::collections::BTreeSet;
-use alloc::string::String;
 use alloc::vec::Vec;
 
 use nexus_bounds::{BucketConfig, LimiterConfig, RateLimiter};
 use nexus_ipc::ServiceId;
 use nexus_log::fields::Fields;
 use nexus_log::proto::{
-    self, AppendRequest, QueryPage, QueryRequest, Rejects, Reply, Request, RequestError, Stats,
+    self, AppendRequest, QueryRequest, RecordParts, Rejects, Reply, Request, RequestError, Stats,
     Status,
 };
 use nexus_log::{Level, Record};
 use nexus_wire::Header;
 
 use crate::config::{Config, ConfigError};
-use crate::journal::Journal;
+use crate::journal::{Filter, Journal, PageLimits};
 
 /// What handling one frame produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,13 +135,18 @@ impl Logd {
                     ..self.answer(&h, reply)
                 }
             }
-            Request::Query(q) => {
-                let reply = match self.query(sender, &q) {
-                    Ok(page) => Reply::Page(page),
-                    Err(s) => Reply::Rejected(s),
-                };
-                self.answer(&h, reply)
-            }
+            Request::Query(q) => match self.query(&h, sender, &q) {
+                Ok(frame) => {
+                    self.rejects.count(Status::Ok);
+                    Handled {
+                        reply: Some(frame),
+                        op: Some(h.op),
+                        status: Some(Status::Ok),
+                        appended: None,
+                    }
+                }
+                Err(s) => self.answer(&h, Reply::Rejected(s)),
+            },
             Request::Stats => {
                 let s = self.stats_for(sender);
                 self.answer(&h, Reply::Stats(s))
@@ -201,9 +205,13 @@ impl Logd {
             self.identity_spoofs += 1;
             return Err(Status::InvalidArgs);
         }
-        let fields = Fields::parse(a.fields).map_err(|_| Status::InvalidArgs)?;
+        Fields::check(a.fields).map_err(|_| Status::InvalidArgs)?;
         let mut count = 0u32;
-        for (k, v) in fields.iter() {
+        let pairs = a
+            .fields
+            .split_terminator('\n')
+            .filter_map(|l| l.split_once('='));
+        for (k, v) in pairs {
             count += 1;
             if too_long(k, lim.max_key_len)
                 || too_long(v, lim.max_value_len)
@@ -212,22 +220,24 @@ impl Logd {
                 return Err(Status::OverLimit);
             }
         }
-        let rec = Record {
+        let rec = RecordParts {
             id: 0,
             ts_ns: now_ns,
             sender,
             level,
-            target: String::from(a.target),
-            message: String::from(a.message),
-            fields,
+            target: a.target,
+            message: a.message,
+            fields: a.fields,
         };
         if rec.wire_len() > lim.max_record_bytes as usize {
             return Err(Status::OverLimit);
         }
-        Ok(self.journal.insert(rec).id)
+        Ok(self.journal.insert_parts(rec).id)
     }
 
-    fn query(&self, requester: ServiceId, q: &QueryRequest) -> Result<QueryPage, Status> {
+    /// Answers a QUERY with its reply frame. Records are copied from the
+    /// journal in their wire form, straight into the frame.
+    fn query(&self, h: &Header, requester: ServiceId, q: &QueryRequest) -> Result<Vec<u8>, Status> {
         let min_level = Level::from_u8(q.min_level).ok_or(Status::InvalidArgs)?;
         // A cursor past the next id comes from another journal (e.g. before
         // a restart without persistence): refusing it tells the reader to
@@ -242,10 +252,17 @@ impl Logd {
             None if reader => None,
             None => Some(requester),
         };
-        let max_count = usize::from(q.max_count.min(self.cfg.query.max_count));
-        let max_bytes = u64::from(q.max_bytes.min(self.cfg.query.max_bytes));
-        let max_scan = self.cfg.query.max_scan;
-
+        let lim = PageLimits {
+            max_count: usize::from(q.max_count.min(self.cfg.query.max_count)),
+            max_bytes: u64::from(q.max_bytes.min(self.cfg.query.max_bytes)),
+            max_scan: usize::try_from(self.cfg.query.max_scan).unwrap_or(usize::MAX),
+        };
+        let filter = Filter {
+            sender: only,
+            min_level,
+            since_ns: q.since_ns,
+            until_ns: q.until_ns,
+        };
         // Cursor 0 means "from the oldest retained record": nothing before
         // it counts as a gap. Otherwise every id in [cursor, next) that is
         // no longer held is a gap.
@@ -254,45 +271,13 @@ impl Logd {
         } else {
             q.cursor
         };
-        let mut page = QueryPage {
-            next: start,
-            ..QueryPage::default()
-        };
-        let mut expected = start;
-        let mut bytes = 0u64;
-        let max_scan = usize::try_from(max_scan).unwrap_or(usize::MAX);
-        for (scanned, (&id, rec)) in self.journal.range_from(start).enumerate() {
-            if scanned >= max_scan || page.records.len() >= max_count {
-                page.more = true;
-                break;
-            }
-            let matches = only.is_none_or(|s| rec.sender == s)
-                && rec.level >= min_level
-                && rec.ts_ns >= q.since_ns
-                && rec.ts_ns <= q.until_ns;
-            if matches {
-                let size = rec.wire_len() as u64;
-                // A page always carries at least one record, so paging
-                // progresses whatever max_bytes is.
-                if !page.records.is_empty() && bytes + size > max_bytes {
-                    page.more = true;
-                    break;
-                }
-                bytes += size;
-                page.records.push(rec.clone());
-            }
-            page.gap += id.saturating_sub(expected);
-            expected = id.saturating_add(1);
-            page.next = expected;
+        let mut frame = alloc::vec![0u8; proto::PAGE_REPLY_HEAD];
+        let page = self.journal.page_wire(start, &filter, &lim, &mut frame);
+        let head = proto::page_reply_head(h, page.next, page.gap, page.more, page.count);
+        if let Some(dst) = frame.get_mut(..proto::PAGE_REPLY_HEAD) {
+            dst.copy_from_slice(&head);
         }
-        if !page.more {
-            let end = self.journal.next_id();
-            if end > expected {
-                page.gap += end - expected;
-            }
-            page.next = page.next.max(end);
-        }
-        Ok(page)
+        Ok(frame)
     }
 
     /// The STATS view for `requester`: readers see the heaviest senders,
