@@ -743,8 +743,16 @@ impl<N: Network> Busd<N> {
                     return true;
                 }
                 if c.link.link.peer().is_some() {
-                    self.peer_up(cx, i, c);
-                    return true;
+                    // In XK the dialer finishes first; the peer authorizes
+                    // us on the last message. Its first frame (the PONG to
+                    // our PING) proves it did: only then is the peer up.
+                    if let Some(m) = c.link.link.mux() {
+                        if m.stats().frames_received > 0 {
+                            self.peer_up(cx, i, c);
+                            return true;
+                        }
+                        m.ping_now(now);
+                    }
                 }
                 if let Some(p) = self.peers.get_mut(i) {
                     p.state = PeerState::Dialing(c);

@@ -22,6 +22,7 @@ struct Pair {
     b: Node,
     id_a: DeviceId,
     id_b: DeviceId,
+    b_port: u16,
 }
 
 /// A (key 1) dials B (key 2): the lower device id dials; whichever it is,
@@ -37,6 +38,7 @@ fn pair(per_service: u32) -> Pair {
         b,
         id_a: id_of(ka),
         id_b: id_of(kb),
+        b_port: pb,
     }
 }
 
@@ -392,4 +394,39 @@ fn the_built_in_recipe_parses_and_lists_both_test_nodes() {
     for bad in ["listen_port = 1", "[limits]\nmax_listeners = 0"] {
         assert!(busd::Config::parse(bad).is_err());
     }
+}
+
+#[test]
+fn an_unlisted_device_gets_nothing_beyond_the_refusal() {
+    let p = pair(4);
+    // A third device that lists B, but that B does not list; it dials B
+    // (pick a key whose id is lower than B's, so it is the dialling side).
+    let kc = (10u8..).map(key).find(|k| id_of(*k) < p.id_b).unwrap();
+    let pc = free_port();
+    let mut probe = p.a.client("probe");
+    wait_up(&mut probe, p.id_b);
+    let b_port = p.b_port;
+    let c = Node::start(
+        kc,
+        config(pc, &[(kc, pc, STREAMS), (key(2), b_port, STREAMS)], 4),
+    );
+    let mut cli = c.client("svc-c");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let peers = cli.peers().unwrap();
+    assert!(peers.iter().all(|p| !p.up), "{peers:?}");
+    assert_eq!(
+        cli.open(p.id_b, "t.echo", None),
+        Err(BusError::Rejected(Status::Unavailable))
+    );
+    let lines = p.b.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| *l == format!("dsoftbus: acl deny {}", id_of(kc))),
+        "{lines:?}"
+    );
+    let mut srv = p.b.client("svc-b");
+    let (s, _) = srv.stats().unwrap();
+    assert!(s.acl_denies >= 1);
+    assert_eq!(s.sessions, 1, "only A's session");
 }

@@ -500,6 +500,18 @@ impl Mux {
             .fold(0usize, usize::saturating_add)
     }
 
+    /// Queues a PING now (unless one is already queued). Its PONG is the
+    /// first frame a freshly dialled peer sends: proof that the peer
+    /// accepted the session, for the side that finished its handshake
+    /// first.
+    pub fn ping_now(&mut self, now_ns: u64) {
+        if self.ping_pending.is_none() {
+            self.ping_pending = Some(self.next_ping_nonce);
+            self.next_ping_nonce = self.next_ping_nonce.wrapping_add(1);
+            self.last_ping_ns = now_ns;
+        }
+    }
+
     /// Opens a stream: queues an OPEN granting the peer `window` bytes and
     /// returns the new id. The stream can carry data once
     /// [`Event::Accepted`] arrives.
