@@ -35,7 +35,7 @@ use spinning_top::Spinlock;
 use crate::proto::{
     self, BatchResult, Entry, MetricsStats, Register, Reply, ScrapePage, Status, WireSegment,
 };
-use crate::types::{Buckets, Labels, MetricKind, MetricName, SeriesId, TypeError};
+use crate::types::{Buckets, Help, Labels, MetricKind, MetricName, SeriesId, TypeError};
 
 /// Why a call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -408,6 +408,9 @@ pub struct Metrics<E, C: Clock> {
     /// The same cells by a fingerprint of the borrowed key, so a lookup of
     /// an already resolved handle allocates nothing.
     fast: BTreeMap<u64, Vec<(Key, Cell)>>,
+    /// Help texts set by [`Metrics::describe`], sent with the next
+    /// registration of their name.
+    help: BTreeMap<MetricName, Help>,
     stats: FlushStats,
 }
 
@@ -432,6 +435,7 @@ impl<E: Endpoint, C: Clock> Metrics<E, C> {
             cfg,
             cells: BTreeMap::new(),
             fast: BTreeMap::new(),
+            help: BTreeMap::new(),
             stats: FlushStats::default(),
         }
     }
@@ -449,6 +453,14 @@ impl<E: Endpoint, C: Clock> Metrics<E, C> {
         }
     }
 
+    /// Sets the help text of metric `name` (its `# HELP` line), sent with
+    /// every later registration of that name. metricsd keeps the first help
+    /// it is given for a name. Call it before the first handle of `name`.
+    pub fn describe(&mut self, name: &str, help: &str) -> Result<(), MetricsError> {
+        self.help.insert(MetricName::new(name)?, Help::new(help)?);
+        Ok(())
+    }
+
     fn register(
         &mut self,
         kind: MetricKind,
@@ -462,6 +474,7 @@ impl<E: Endpoint, C: Clock> Metrics<E, C> {
             name,
             labels: pairs,
             bounds: Vec::from(bounds),
+            help: self.help.get(name).map_or("", Help::as_str),
         };
         let nonce = self.caller.next_nonce();
         let frame = proto::encode_register(nonce, &reg).map_err(MetricsError::Encode)?;
