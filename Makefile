@@ -64,3 +64,5 @@ bench:
 	cargo bench -p logd
 	cargo bench -p metricsd --bench metrics -- --warm-up-time 1 --measurement-time 2
 	cargo bench -p dsoftbus --bench link -- --warm-up-time 1 --measurement-time 3
+bench-scale:  ## metricsd at 1k/10k/100k series vs the prometheus crate (add other scale benches here)
+	cargo bench -p metricsd --bench scale

@@ -833,7 +833,9 @@ impl<E: Endpoint, C: Clock> Metrics<E, C> {
                     _ => return Err(MetricsError::BadReply),
                 };
             text.push_str(&page.text);
-            if !page.more || page.next <= cursor {
+            // The cursor is a position, not a growing index: only a page
+            // that does not move on stops the loop early.
+            if !page.more || page.next == cursor {
                 break;
             }
             cursor = page.next;

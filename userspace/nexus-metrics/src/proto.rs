@@ -17,7 +17,7 @@
 //!            5 START    span u64 | trace u128 | parent u64 (0: root) | start_ns u64 | name u8-len
 //!            6 END      span u64 | end_ns u64 | status u8 | nattrs u8 | (key u8-len, value u8-len)*
 //!                                                        → ok: accepted u16 | rejected u16 | first_reject u8
-//! SCRAPE     (op 4) cursor u32 | max_bytes u32           → ok: next u32 | more u8 | text u32-len
+//! SCRAPE     (op 4) cursor u32 (0 or a page's next) | max_bytes u32 → ok: next u32 | more u8 | text u32-len
 //! STATS      (op 5) empty                                → ok: 16 × u64
 //! SEGMENTS   (op 6) series u32 | tier u8 (1: 10 s, 2: 60 s) → ok: n u16 | segment*
 //!   segment  start_ns u64 | count u64 | sum i64 | min i64 | max i64
@@ -51,7 +51,7 @@ pub mod op {
     pub const BATCH: u8 = 2;
     /// A batch, never answered (the client's flush).
     pub const BATCH_ONEWAY: u8 = 3;
-    /// Prometheus text exposition, paged by family.
+    /// Prometheus text exposition, paged by series (see `docs/observability/metrics.md`).
     pub const SCRAPE: u8 = 4;
     /// Counters.
     pub const STATS: u8 = 5;
@@ -164,7 +164,7 @@ pub enum Request<'a> {
     },
     /// SCRAPE.
     Scrape {
-        /// First family index.
+        /// 0 for the start, else a previous page's `next` (an opaque position).
         cursor: u32,
         /// Most text bytes wanted.
         max_bytes: u32,
@@ -489,7 +489,7 @@ pub struct BatchResult {
 /// One page of exposition text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScrapePage {
-    /// Family index to continue from.
+    /// Position to continue from (opaque; `u32::MAX` on the last page).
     pub next: u32,
     /// More families follow.
     pub more: bool,
