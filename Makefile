@@ -65,7 +65,9 @@ bench:
 	cargo bench -p metricsd --bench metrics -- --warm-up-time 1 --measurement-time 2
 	cargo bench -p dsoftbus --bench link -- --warm-up-time 1 --measurement-time 3
 
-## How logd scales with the journal (1k..1M records): a markdown table of
-## append, page and heap costs (not part of `make test`).
+## How the stores scale (not part of `make test`): logd at 1k..1M records
+## (append, page and heap costs) and metricsd at 1k..100k series (update,
+## render, paged scrape, heap) against the prometheus crate.
 bench-scale:
 	cargo bench -p logd --bench scale
+	cargo bench -p metricsd --bench scale

@@ -35,7 +35,7 @@ use spinning_top::Spinlock;
 use crate::proto::{
     self, BatchResult, Entry, MetricsStats, Register, Reply, ScrapePage, Status, WireSegment,
 };
-use crate::types::{Buckets, Labels, MetricKind, MetricName, SeriesId, TypeError};
+use crate::types::{Buckets, Help, Labels, MetricKind, MetricName, SeriesId, TypeError};
 
 /// Why a call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -413,6 +413,9 @@ pub struct Metrics<E, C: Clock> {
     /// The same cells by a fingerprint of the borrowed key, so a lookup of
     /// an already resolved handle allocates nothing.
     fast: BTreeMap<u64, Vec<(Key, Cell)>>,
+    /// Help texts set by [`Metrics::describe`], sent with the next
+    /// registration of their name.
+    help: BTreeMap<MetricName, Help>,
     stats: FlushStats,
 }
 
@@ -437,6 +440,7 @@ impl<E: Endpoint, C: Clock> Metrics<E, C> {
             cfg,
             cells: BTreeMap::new(),
             fast: BTreeMap::new(),
+            help: BTreeMap::new(),
             stats: FlushStats::default(),
         }
     }
@@ -454,6 +458,14 @@ impl<E: Endpoint, C: Clock> Metrics<E, C> {
         }
     }
 
+    /// Sets the help text of metric `name` (its `# HELP` line), sent with
+    /// every later registration of that name. metricsd keeps the first help
+    /// it is given for a name. Call it before the first handle of `name`.
+    pub fn describe(&mut self, name: &str, help: &str) -> Result<(), MetricsError> {
+        self.help.insert(MetricName::new(name)?, Help::new(help)?);
+        Ok(())
+    }
+
     fn register(
         &mut self,
         kind: MetricKind,
@@ -467,6 +479,7 @@ impl<E: Endpoint, C: Clock> Metrics<E, C> {
             name,
             labels: pairs,
             bounds: Vec::from(bounds),
+            help: self.help.get(name).map_or("", Help::as_str),
         };
         let nonce = self.caller.next_nonce();
         let frame = proto::encode_register(nonce, &reg).map_err(MetricsError::Encode)?;
@@ -825,7 +838,9 @@ impl<E: Endpoint, C: Clock> Metrics<E, C> {
                     _ => return Err(MetricsError::BadReply),
                 };
             text.push_str(&page.text);
-            if !page.more || page.next <= cursor {
+            // The cursor is a position, not a growing index: only a page
+            // that does not move on stops the loop early.
+            if !page.more || page.next == cursor {
                 break;
             }
             cursor = page.next;

@@ -26,7 +26,7 @@ pub use client::{
     SpanQueue,
 };
 pub use types::{
-    Buckets, LabelKey, LabelValue, Labels, MetricKind, MetricName, SeriesId, TypeError,
+    Buckets, Help, LabelKey, LabelValue, Labels, MetricKind, MetricName, SeriesId, TypeError,
 };
 
 /// Compile-time proof that handles and ids may cross threads.
@@ -63,7 +63,7 @@ macro_rules! gauge {
 /// `histogram!(m, "latency_us", [10, 100, 1000], "op" => "read")?.observe(42)`.
 #[macro_export]
 macro_rules! histogram {
-    ($m:expr, $name:expr, [$($b:expr),+ $(,)?] $(, $k:expr => $v:expr)* $(,)?) => {
+    ($m:expr, $name:expr, [$($b:expr),* $(,)?] $(, $k:expr => $v:expr)* $(,)?) => {
         $m.histogram($name, &[$(($k, $v)),*], &[$($b),+])
     };
 }

@@ -6,6 +6,8 @@
 //! header     magic "MT" | version 1 | op | nonce u64                 (12 bytes)
 //! REGISTER   (op 1) kind u8 | name u8-len | nlabels u8 | (key u8-len, value u8-len)*
 //!                   | nbounds u8 | bound u64*            → ok: series u32
+//!            version 2 (REGISTER only): the same, then help u8-len; a
+//!            REGISTER without help is always sent as version 1 (unchanged bytes)
 //! BATCH      (op 2; op 3 = one-way, never answered) count u16 | entry*
 //!   entry    tag u8, then
 //!            1 INC      series u32 | delta u64
@@ -15,7 +17,7 @@
 //!            5 START    span u64 | trace u128 | parent u64 (0: root) | start_ns u64 | name u8-len
 //!            6 END      span u64 | end_ns u64 | status u8 | nattrs u8 | (key u8-len, value u8-len)*
 //!                                                        → ok: accepted u16 | rejected u16 | first_reject u8
-//! SCRAPE     (op 4) cursor u32 | max_bytes u32           → ok: next u32 | more u8 | text u32-len
+//! SCRAPE     (op 4) cursor u32 (0 or a page's next) | max_bytes u32 → ok: next u32 | more u8 | text u32-len
 //! STATS      (op 5) empty                                → ok: 16 × u64
 //! SEGMENTS   (op 6) series u32 | tier u8 (1: 10 s, 2: 60 s) → ok: n u16 | segment*
 //!   segment  start_ns u64 | count u64 | sum i64 | min i64 | max i64
@@ -34,8 +36,12 @@ pub use nexus_wire::{Rejects, Status};
 
 /// Protocol tag.
 pub const MAGIC: [u8; 2] = *b"MT";
-/// The version this crate speaks.
+/// The version this crate speaks (every reply, every request but a
+/// REGISTER with help).
 pub const VERSION: u8 = 1;
+/// The version of a REGISTER that carries help text: the version 1 body
+/// followed by `help u8-len`. Only REGISTER exists in this version.
+pub const VERSION_HELP: u8 = 2;
 
 /// Request ops.
 pub mod op {
@@ -45,7 +51,7 @@ pub mod op {
     pub const BATCH: u8 = 2;
     /// A batch, never answered (the client's flush).
     pub const BATCH_ONEWAY: u8 = 3;
-    /// Prometheus text exposition, paged by family.
+    /// Prometheus text exposition, paged by series (see `docs/observability/metrics.md`).
     pub const SCRAPE: u8 = 4;
     /// Counters.
     pub const STATS: u8 = 5;
@@ -64,6 +70,8 @@ pub struct Register<'a> {
     pub labels: Vec<(&'a str, &'a str)>,
     /// Histogram bounds as sent (empty for other kinds).
     pub bounds: Vec<u64>,
+    /// Help text as sent; empty when none (then the frame is version 1).
+    pub help: &'a str,
 }
 
 /// One entry of a BATCH.
@@ -156,7 +164,7 @@ pub enum Request<'a> {
     },
     /// SCRAPE.
     Scrape {
-        /// First family index.
+        /// 0 for the start, else a previous page's `next` (an opaque position).
         cursor: u32,
         /// Most text bytes wanted.
         max_bytes: u32,
@@ -250,7 +258,8 @@ fn decode_entry<'a>(r: &mut Reader<'a>) -> Result<Entry<'a>, WireError> {
 /// Decodes a request frame. Never panics.
 pub fn decode_request(frame: &[u8]) -> Result<(Header, Request<'_>), RequestError> {
     let (h, body) = Header::parse(frame, MAGIC).map_err(|_| RequestError::NoHeader)?;
-    if h.version != VERSION || h.is_reply() {
+    let register_with_help = h.version == VERSION_HELP && h.op == op::REGISTER;
+    if (h.version != VERSION && !register_with_help) || h.is_reply() {
         return Err(RequestError::Unsupported(h));
     }
     let mut r = Reader::new(body);
@@ -258,11 +267,15 @@ pub fn decode_request(frame: &[u8]) -> Result<(Header, Request<'_>), RequestErro
         op::REGISTER => (|| -> Result<Request<'_>, WireError> {
             let kind = r.u8()?;
             let name = r.str_u8()?;
+            let labels = read_pairs(&mut r)?;
+            let bounds = read_u64s(&mut r)?;
+            let help = if register_with_help { r.str_u8()? } else { "" };
             Ok(Request::Register(Register {
                 kind,
                 name,
-                labels: read_pairs(&mut r)?,
-                bounds: read_u64s(&mut r)?,
+                labels,
+                bounds,
+                help,
             }))
         })(),
         op::BATCH | op::BATCH_ONEWAY => (|| -> Result<Request<'_>, WireError> {
@@ -323,15 +336,24 @@ pub fn write_u64s(w: &mut Writer<'_>, vs: &[u64]) {
     }
 }
 
-/// Encodes a REGISTER.
+/// Encodes a REGISTER: version 1 without help (the bytes every version 1
+/// peer knows), version 2 with `help` appended when there is some.
 pub fn encode_register(nonce: u64, reg: &Register<'_>) -> Result<Vec<u8>, WireError> {
     let mut out = Vec::with_capacity(64);
     let mut w = Writer::new(&mut out);
-    w.header(&header(op::REGISTER, nonce))
+    let version = if reg.help.is_empty() {
+        VERSION
+    } else {
+        VERSION_HELP
+    };
+    w.header(&Header::request(MAGIC, version, op::REGISTER, nonce))
         .u8(reg.kind)
         .str_u8(reg.name);
     write_pairs(&mut w, reg.labels.iter().copied());
     write_u64s(&mut w, &reg.bounds);
+    if !reg.help.is_empty() {
+        w.str_u8(reg.help);
+    }
     w.finish()?;
     Ok(out)
 }
@@ -467,7 +489,7 @@ pub struct BatchResult {
 /// One page of exposition text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScrapePage {
-    /// Family index to continue from.
+    /// Position to continue from (opaque; `u32::MAX` on the last page).
     pub next: u32,
     /// More families follow.
     pub more: bool,

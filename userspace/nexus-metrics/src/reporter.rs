@@ -127,6 +127,7 @@ impl Reporter {
                 name: spec.name,
                 labels: Vec::new(),
                 bounds: Vec::new(),
+                help: "",
             };
             let Ok(frame) = proto::encode_register(nonce, &reg) else {
                 continue;

@@ -35,31 +35,38 @@ impl fmt::Display for TypeError {
     }
 }
 
-fn check_ident(s: &str, max: usize) -> Result<(), TypeError> {
+/// Longest help text, in bytes (it travels with a `u8` length).
+pub const MAX_HELP_LEN: usize = 255;
+
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*` when `colon`, else `[a-zA-Z_][a-zA-Z0-9_]*`
+/// (the Prometheus grammars of metric and label names); never `__…`
+/// (reserved by Prometheus).
+fn check_ident(s: &str, max: usize, colon: bool) -> Result<(), TypeError> {
     if s.len() > max {
         return Err(TypeError::TooLong);
     }
+    let ok_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || (colon && b == b':');
     let mut bytes = s.bytes();
     match bytes.next() {
-        Some(b'a'..=b'z' | b'_') => {}
+        Some(b) if ok_byte(b) && !b.is_ascii_digit() => {}
         _ => return Err(TypeError::Invalid),
     }
-    if bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_')) {
+    if bytes.all(ok_byte) && !s.starts_with("__") {
         Ok(())
     } else {
         Err(TypeError::Invalid)
     }
 }
 
-/// A metric name: `[a-z_][a-z0-9_]*`, at most [`MAX_NAME_LEN`] bytes. A
-/// subset of Prometheus names that is also a valid logd field key.
+/// A metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*` (the Prometheus grammar), not
+/// starting with `__`, at most [`MAX_NAME_LEN`] bytes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MetricName(String);
 
 impl MetricName {
     /// Validates `s`.
     pub fn new(s: &str) -> Result<Self, TypeError> {
-        check_ident(s, MAX_NAME_LEN)?;
+        check_ident(s, MAX_NAME_LEN, true)?;
         Ok(Self(String::from(s)))
     }
     /// The name.
@@ -68,18 +75,23 @@ impl MetricName {
     }
 }
 
-/// A label key: `[a-z_][a-z0-9_]*`, at most [`MAX_LABEL_KEY_LEN`] bytes,
-/// not starting with `__` (reserved by Prometheus).
+// Ordered as its string, so maps keyed by names can be searched by `&str`.
+impl core::borrow::Borrow<str> for MetricName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A label key: `[a-zA-Z_][a-zA-Z0-9_]*` (the Prometheus grammar), at most
+/// [`MAX_LABEL_KEY_LEN`] bytes, not starting with `__` (reserved by
+/// Prometheus).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LabelKey(String);
 
 impl LabelKey {
     /// Validates `s`.
     pub fn new(s: &str) -> Result<Self, TypeError> {
-        check_ident(s, MAX_LABEL_KEY_LEN)?;
-        if s.starts_with("__") {
-            return Err(TypeError::Invalid);
-        }
+        check_ident(s, MAX_LABEL_KEY_LEN, false)?;
         Ok(Self(String::from(s)))
     }
     /// The key.
@@ -107,6 +119,32 @@ impl LabelValue {
     /// The value.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// A metric's help text: UTF-8, at most [`MAX_HELP_LEN`] bytes, no control
+/// character but line feed (the exposition escapes `\\` and line feed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Help(String);
+
+impl Help {
+    /// Validates `s`.
+    pub fn new(s: &str) -> Result<Self, TypeError> {
+        if s.len() > MAX_HELP_LEN {
+            return Err(TypeError::TooLong);
+        }
+        if s.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(TypeError::Invalid);
+        }
+        Ok(Self(String::from(s)))
+    }
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// True if there is no text.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -152,18 +190,15 @@ impl Labels {
     }
 }
 
-/// Fixed histogram bounds: finite, strictly increasing, 1 to
+/// Fixed histogram bounds: finite, strictly increasing, 0 to
 /// [`MAX_BUCKETS`] of them. Observations above the last bound land in the
-/// implicit `+Inf` bucket.
+/// implicit `+Inf` bucket (with no bound, every observation does).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Buckets(Vec<u64>);
 
 impl Buckets {
     /// Validates `bounds`.
     pub fn new(bounds: &[u64]) -> Result<Self, TypeError> {
-        if bounds.is_empty() {
-            return Err(TypeError::Invalid);
-        }
         if bounds.len() > MAX_BUCKETS {
             return Err(TypeError::TooLong);
         }
@@ -208,7 +243,17 @@ mod tests {
     #[test]
     fn names_and_labels_are_validated() {
         assert!(MetricName::new("logd_appends_total").is_ok());
-        assert_eq!(MetricName::new("Upper"), Err(TypeError::Invalid));
+        // The Prometheus grammars: colons in names, upper case in both.
+        assert!(MetricName::new("ns:sub:metric_total").is_ok());
+        assert!(MetricName::new("Upper_Case").is_ok());
+        assert!(MetricName::new(":a").is_ok());
+        assert!(LabelKey::new("Route_ID").is_ok());
+        assert_eq!(LabelKey::new("a:b"), Err(TypeError::Invalid));
+        assert_eq!(MetricName::new("__x"), Err(TypeError::Invalid));
+        assert_eq!(MetricName::new("a-b"), Err(TypeError::Invalid));
+        assert!(Help::new("Requests \"served\".\nSecond line \\").is_ok());
+        assert_eq!(Help::new("a\rb"), Err(TypeError::Invalid));
+        assert_eq!(Help::new(&"h".repeat(256)), Err(TypeError::TooLong));
         assert_eq!(MetricName::new("9x"), Err(TypeError::Invalid));
         assert_eq!(MetricName::new(""), Err(TypeError::Invalid));
         assert_eq!(MetricName::new(&"a".repeat(65)), Err(TypeError::TooLong));
@@ -239,7 +284,8 @@ mod tests {
         for (v, i) in cases {
             assert_eq!(b.index(v), i, "value {v}");
         }
-        assert_eq!(Buckets::new(&[]), Err(TypeError::Invalid));
+        // Only the `+Inf` bucket: every observation lands in it.
+        assert_eq!(Buckets::new(&[]).map(|b| b.index(7)), Ok(0));
         assert_eq!(Buckets::new(&[5, 5]), Err(TypeError::Invalid));
         assert_eq!(Buckets::new(&[1; 17]), Err(TypeError::TooLong));
     }

@@ -64,6 +64,7 @@ impl OwnedRegister {
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect(),
             bounds: self.bounds.clone(),
+            help: "",
         }
     }
 }
@@ -511,6 +512,7 @@ fn register_layout() {
         name: "lat",
         labels: vec![("k", "v")],
         bounds: vec![10, 0x0100],
+        help: "",
     };
     let f = encode_register(0x42, &r).unwrap();
     let mut want = hdr_bytes(op::REGISTER, 0x42);
@@ -542,6 +544,7 @@ fn oversized_fields_do_not_encode() {
         name: &long,
         labels: vec![],
         bounds: vec![],
+        help: "",
     };
     assert_eq!(encode_register(1, &r), Err(WireError::BadValue));
     let r = Register {
@@ -549,6 +552,7 @@ fn oversized_fields_do_not_encode() {
         name: "a",
         labels: vec![],
         bounds: vec![0; 256],
+        help: "",
     };
     assert_eq!(encode_register(1, &r), Err(WireError::BadValue));
     let e = Entry::Hist {
@@ -571,6 +575,7 @@ fn oversized_fields_do_not_encode() {
         name: &name,
         labels: vec![("k", "v"); 255],
         bounds: vec![7; 255],
+        help: "",
     };
     let f = encode_register(1, &r).unwrap();
     assert_eq!(decode_request(&f).unwrap().1, Request::Register(r));

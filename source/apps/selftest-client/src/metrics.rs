@@ -54,6 +54,7 @@ fn raw_register<E: Endpoint, C: Clock>(
             name,
             labels: labels.to_vec(),
             bounds: Vec::new(),
+            help: "",
         },
     )
     .map_err(|e| Failure(format!("encode: {e}")))?;

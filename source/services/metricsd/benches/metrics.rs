@@ -300,6 +300,7 @@ fn metricsd_1000() -> (Metricsd, String) {
                     name: &name,
                     labels: vec![("method", method(j)), ("route", r.as_str())],
                     bounds: Vec::new(),
+                    help: "",
                 },
             )
             .unwrap();

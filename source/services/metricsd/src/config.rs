@@ -97,9 +97,13 @@ pub struct Export {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Redact {
-    /// A label or attribute key containing one of these is secret-looking:
-    /// such labels are refused, such attribute values never exported.
-    pub deny_key_substrings: Vec<String>,
+    /// Secret-looking words. A label or attribute key is secret-looking when
+    /// one of these equals the whole key or a run of its segments: the key
+    /// is cut at `_`, `.`, `-` and at a lower-to-upper case change, and
+    /// compared case-insensitively (`api_key` matches `x_api_key`,
+    /// `apiKey`, `API_KEY`, never `monkey`). Such labels are refused, such
+    /// attribute values never exported.
+    pub deny_key_segments: Vec<String>,
 }
 
 /// Everything metricsd is bounded by.
@@ -160,25 +164,73 @@ impl Default for Config {
                 max_outbox: 4096,
             },
             redact: Redact {
-                deny_key_substrings: [
-                    "token",
-                    "password",
-                    "passwd",
-                    "secret",
-                    "key",
-                    "authorization",
-                    "auth",
-                    "cookie",
-                    "credential",
-                    "session",
-                    "private",
-                ]
-                .into_iter()
-                .map(String::from)
-                .collect(),
+                deny_key_segments: DEFAULT_SECRET_SEGMENTS
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
             },
         }
     }
+}
+
+/// The default `redact.deny_key_segments`.
+pub const DEFAULT_SECRET_SEGMENTS: [&str; 17] = [
+    "token",
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "auth",
+    "authorization",
+    "bearer",
+    "cookie",
+    "credential",
+    "credentials",
+    "session",
+    "jwt",
+    "api_key",
+    "apikey",
+    "access_key",
+    "private_key",
+];
+
+/// The segments of a key: cut at `_`, `.`, `-` and at a lower-case letter
+/// or digit followed by an upper-case one (`apiKey` → `api`, `Key`).
+fn segments(key: &str) -> impl Iterator<Item = &str> {
+    let bytes = key.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    core::iter::from_fn(move || {
+        while i <= bytes.len() {
+            let at = i;
+            i += 1;
+            let b = bytes.get(at).copied();
+            let sep = matches!(b, None | Some(b'_' | b'.' | b'-'));
+            let camel = at > 0
+                && b.is_some_and(|c| c.is_ascii_uppercase())
+                && bytes
+                    .get(at - 1)
+                    .is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit());
+            if sep || camel {
+                let seg = key.get(start..at).unwrap_or("");
+                start = if sep { at + 1 } else { at };
+                if !seg.is_empty() {
+                    return Some(seg);
+                }
+            }
+        }
+        None
+    })
+}
+
+/// True if the segments of `word` (e.g. `api_key`) appear as a run in the
+/// segments of `key`, case-insensitively.
+fn has_segment_run(key: &str, word: &str) -> bool {
+    let k: Vec<&str> = segments(key).collect();
+    let w: Vec<&str> = segments(word).collect();
+    !w.is_empty()
+        && k.windows(w.len())
+            .any(|run| run.iter().zip(&w).all(|(a, b)| a.eq_ignore_ascii_case(b)))
 }
 
 /// A config that cannot work.
@@ -256,12 +308,14 @@ impl Config {
         Ok(())
     }
 
-    /// True if `key` looks like it names a secret.
+    /// True if `key` looks like it names a secret: a
+    /// `redact.deny_key_segments` word is the whole key or a run of its
+    /// segments (see [`Redact`]).
     pub fn is_secret_key(&self, key: &str) -> bool {
         self.redact
-            .deny_key_substrings
+            .deny_key_segments
             .iter()
-            .any(|s| !s.is_empty() && key.contains(s.as_str()))
+            .any(|w| has_segment_run(key, w))
     }
 }
 
@@ -270,4 +324,52 @@ impl Config {
 pub fn parse_recipe(text: &str) -> Result<Config, std::string::String> {
     use std::string::ToString;
     toml::from_str(text).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_keys_match_whole_segments_only() {
+        let c = Config::default();
+        for secret in [
+            "token",
+            "api_key",
+            "x_api_key",
+            "apiKey",
+            "API_KEY",
+            "authToken",
+            "auth",
+            "authorization",
+            "password",
+            "db.password",
+            "session_id",
+            "client_secret",
+            "set-cookie",
+            "private_key_path",
+        ] {
+            assert!(c.is_secret_key(secret), "{secret}");
+        }
+        for innocent in [
+            "author",
+            "keyspace",
+            "monkey",
+            "tokenizer",
+            "key",
+            "route",
+            "authority",
+            "sessions_total_kind",
+            "turkey_api",
+        ] {
+            assert!(!c.is_secret_key(innocent), "{innocent}");
+        }
+    }
+
+    #[test]
+    fn segments_cut_at_separators_and_case_changes() {
+        let s: Vec<&str> = segments("a_bC.d-eF9Gh__").collect();
+        assert_eq!(s, ["a", "b", "C", "d", "e", "F9", "Gh"]);
+        assert_eq!(segments("").count(), 0);
+    }
 }

@@ -38,10 +38,10 @@
 //! [`render`] writes the families that pass and skips the others, so one bad
 //! family does not cost the whole scrape.
 //!
-//! What is not checked, and is the caller's to keep: two series of one
-//! family with the same label set, and a family name that equals another
-//! family's derived sample name (a gauge `foo_sum` next to a histogram
-//! `foo`).
+//! What is not checked, and is the caller's to keep (metricsd's registry
+//! keeps both): two series of one family with the same label set, and a
+//! family name that equals another family's derived sample name (a gauge
+//! `foo_sum` next to a histogram `foo`).
 
 use alloc::collections::BTreeSet;
 use alloc::string::String;
@@ -231,19 +231,52 @@ fn is_label_name(name: &str) -> bool {
 /// On error nothing is appended: `out` is left exactly as it was.
 pub fn write_family(out: &mut String, fam: &Family<'_>) -> Result<(), ExpoError> {
     check_family(fam)?;
-    out.push_str("# HELP ");
-    out.push_str(fam.name);
-    out.push(' ');
-    push_escaped(out, fam.help, false);
-    out.push_str("\n# TYPE ");
-    out.push_str(fam.name);
-    out.push(' ');
-    out.push_str(fam.kind.as_str());
-    out.push('\n');
+    push_header(out, fam.name, fam.help, fam.kind);
     for s in fam.series {
         write_series(out, fam.name, s);
     }
     Ok(())
+}
+
+/// Appends a family's `# HELP` and `# TYPE` lines only: the start of a
+/// family written series by series with [`write_one`] (a scrape page).
+/// On error nothing is appended.
+pub fn write_header(out: &mut String, name: &str, help: &str, kind: Kind) -> Result<(), ExpoError> {
+    if !is_metric_name(name) {
+        return Err(ExpoError::InvalidMetricName);
+    }
+    push_header(out, name, help, kind);
+    Ok(())
+}
+
+/// Appends the lines of one series of family `name` (checked as
+/// [`check_family`] checks each series). On error nothing is appended.
+/// `write_header` then `write_one` for each series writes exactly what
+/// [`write_family`] writes.
+pub fn write_one(
+    out: &mut String,
+    name: &str,
+    kind: Kind,
+    s: &Series<'_>,
+) -> Result<(), ExpoError> {
+    if !is_metric_name(name) {
+        return Err(ExpoError::InvalidMetricName);
+    }
+    check_series(kind, s)?;
+    write_series(out, name, s);
+    Ok(())
+}
+
+fn push_header(out: &mut String, name: &str, help: &str, kind: Kind) {
+    out.push_str("# HELP ");
+    out.push_str(name);
+    out.push(' ');
+    push_escaped(out, help, false);
+    out.push_str("\n# TYPE ");
+    out.push_str(name);
+    out.push(' ');
+    out.push_str(kind.as_str());
+    out.push('\n');
 }
 
 /// Renders many families in order.

@@ -4,6 +4,8 @@
 //! ```text
 //! R  tag 'R' | id u32 | owner u32 | kind u8 | name u8-len | nlabels u8
 //!    | (key u8-len, value u8-len)* | nbounds u8 | bound u64*
+//! H  tag 'H', then R's layout, then help u8-len   (a registration with help;
+//!    one without help is always written as R, byte for byte as before)
 //! W  tag 'W' | series u32 | ts_ns u64 | value i64              (21 bytes)
 //! S  a rollup segment, `rollup::Segment::encode`                (46 bytes)
 //! ```
@@ -22,7 +24,7 @@ use alloc::vec::Vec;
 
 use nexus_ipc::ServiceId;
 use nexus_metrics::proto::{read_pairs, read_u64s, write_pairs, write_u64s};
-use nexus_metrics::{Buckets, Labels, MetricKind, MetricName};
+use nexus_metrics::{Buckets, Help, Labels, MetricKind, MetricName};
 use nexus_store::{BlockDevice, MountReport, StateStore, StoreError};
 use nexus_svc::Persist;
 use nexus_wire::{Reader, Writer};
@@ -34,6 +36,7 @@ use crate::service::MetricsdService;
 
 const REGISTER_TAG: u8 = b'R';
 const SAMPLE_TAG: u8 = b'W';
+const REGISTER_HELP_TAG: u8 = b'H';
 
 /// Encodes one persisted item.
 pub fn encode(p: &Persisted) -> Vec<u8> {
@@ -41,7 +44,12 @@ pub fn encode(p: &Persisted) -> Vec<u8> {
     let mut w = Writer::new(&mut out);
     match p {
         Persisted::Register(id, r) => {
-            w.u8(REGISTER_TAG)
+            let tag = if r.help.is_empty() {
+                REGISTER_TAG
+            } else {
+                REGISTER_HELP_TAG
+            };
+            w.u8(tag)
                 .u32(*id)
                 .u32(r.owner.get())
                 .u8(r.kind.as_u8())
@@ -49,6 +57,9 @@ pub fn encode(p: &Persisted) -> Vec<u8> {
             let labels: Vec<(&str, &str)> = r.labels.iter().collect();
             write_pairs(&mut w, labels.iter().copied());
             write_u64s(&mut w, r.buckets.as_ref().map_or(&[][..], |b| b.bounds()));
+            if !r.help.is_empty() {
+                w.str_u8(r.help.as_str());
+            }
         }
         Persisted::Sample {
             series,
@@ -75,17 +86,23 @@ pub fn decode(bytes: &[u8]) -> Option<Persisted> {
             ts_ns: r.u64().ok()?,
             value: r.i64().ok()?,
         },
-        REGISTER_TAG => {
+        tag @ (REGISTER_TAG | REGISTER_HELP_TAG) => {
             let id = r.u32().ok()?;
             let owner = ServiceId::new(r.u32().ok()?);
             let kind = r.enum_u8(MetricKind::from_u8).ok()?;
             let name = MetricName::new(r.str_u8().ok()?).ok()?;
             let labels = Labels::new(&read_pairs(&mut r).ok()?).ok()?;
             let bounds = read_u64s(&mut r).ok()?;
-            let buckets = if bounds.is_empty() {
+            // A histogram always has a layout (no bound: `+Inf` only).
+            let buckets = if bounds.is_empty() && kind != MetricKind::Histogram {
                 None
             } else {
                 Some(Buckets::new(&bounds).ok()?)
+            };
+            let help = if tag == REGISTER_HELP_TAG {
+                Help::new(r.str_u8().ok()?).ok()?
+            } else {
+                Help::default()
             };
             Persisted::Register(
                 id,
@@ -95,6 +112,7 @@ pub fn decode(bytes: &[u8]) -> Option<Persisted> {
                     name,
                     labels,
                     buckets,
+                    help,
                 },
             )
         }
@@ -227,21 +245,18 @@ impl<D: BlockDevice> MetricsStore<D> {
         self.recent.retain(|(_, ts, _)| *ts >= open_from);
         let mut live: Vec<Vec<u8>> = Vec::new();
         for (id, s) in m.registry().iter() {
-            let buckets = m
-                .registry()
-                .family(s.owner, &s.name)
-                .and_then(|f| f.buckets.clone());
+            let Some(fam) = m.registry().family(&s.name) else {
+                continue;
+            };
             live.push(encode(&Persisted::Register(
                 id,
                 Registration {
                     owner: s.owner,
-                    kind: m
-                        .registry()
-                        .family(s.owner, &s.name)
-                        .map_or(MetricKind::Counter, |f| f.kind),
+                    kind: fam.kind,
                     name: s.name.clone(),
                     labels: s.labels.clone(),
-                    buckets,
+                    buckets: fam.buckets.clone(),
+                    help: fam.help.clone(),
                 },
             )));
         }

@@ -5,7 +5,7 @@
 //! [`Metricsd::drain_exports`] to logd and [`Metricsd::drain_persisted`] to
 //! the state store.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -17,12 +17,12 @@ use nexus_metrics::proto::{
     self, BatchResult, Entry, MetricsStats, Register, Reply, Request, RequestError, ScrapePage,
     Status, WireSegment,
 };
-use nexus_metrics::{Buckets, Labels, MetricKind, MetricName, TypeError};
+use nexus_metrics::{Buckets, Help, Labels, MetricKind, MetricName, TypeError};
 use nexus_wire::Header;
 
 use crate::config::Config;
 use crate::expo;
-use crate::registry::{Registered, Registration, Registry, Value};
+use crate::registry::{Registered, Registration, Registry, Value, Walked};
 use crate::retention::{Retention, RetentionConfig};
 use crate::rollup::{Rollup, Segment, Tier};
 use crate::spans::{EndedSpan, SpanTable};
@@ -93,7 +93,6 @@ pub struct Metricsd {
     snapshot_skipped: u64,
     redacted: u64,
     resume_ns: u64,
-    scrape_skipped: u64,
 }
 
 fn type_status(e: TypeError) -> Status {
@@ -145,7 +144,6 @@ impl Metricsd {
             snapshot_skipped: 0,
             redacted: 0,
             resume_ns: 0,
-            scrape_skipped: 0,
             cfg,
         })
     }
@@ -320,12 +318,14 @@ impl Metricsd {
             _ if r.bounds.is_empty() => None,
             _ => return Err(Status::InvalidArgs),
         };
+        let help = Help::new(r.help).map_err(type_status)?;
         let reg = Registration {
             owner: sender,
             kind,
             name,
             labels,
             buckets,
+            help,
         };
         match self.registry.register(&reg)? {
             Registered::Existing(id) => Ok(id),
@@ -542,7 +542,7 @@ impl Metricsd {
                 f.insert_display("series", &id);
                 f.insert_display("owner", &s.owner.get());
                 for (k, v) in s.labels.iter() {
-                    f.insert_display(&format!("label.{k}"), &v);
+                    f.insert_display(&label_field_key(k), &v);
                 }
                 let kind = match &s.value {
                     Value::Counter(v) => {
@@ -556,7 +556,7 @@ impl Metricsd {
                     Value::Histogram { counts, sum, count } => {
                         let bounds = self
                             .registry
-                            .family(s.owner, &s.name)
+                            .family(&s.name)
                             .and_then(|fam| fam.buckets.as_ref())
                             .map_or(&[][..], |b| b.bounds());
                         let mut cum = 0u64;
@@ -601,245 +601,383 @@ impl Metricsd {
             .collect()
     }
 
-    /// Families in exposition order: metricsd's own, then every metric
-    /// name, each with the series of every owner (labelled `owner`).
-    fn exposition_families(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        // metricsd's own instrumentation.
+    /// metricsd's own families, in exposition order: `(name, help, kind,
+    /// value)` of the single-series ones.
+    fn own_simple(&self) -> [(&'static str, &'static str, expo::Kind, i64); 8] {
         let st = self.stats();
-        let own: [(&str, &str, expo::Kind, i64); 9] = [
+        let c = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        [
             (
                 "metricsd_series",
                 "Series registered.",
                 expo::Kind::Gauge,
-                st.series as i64,
+                c(st.series),
             ),
             (
                 "metricsd_spans_live",
                 "Spans started and not ended.",
                 expo::Kind::Gauge,
-                st.live_spans as i64,
+                c(st.live_spans),
             ),
             (
                 "metricsd_updates_total",
                 "Updates applied.",
                 expo::Kind::Counter,
-                st.updates as i64,
+                c(st.updates),
             ),
             (
                 "metricsd_spans_ended_total",
                 "Spans ended and exported.",
                 expo::Kind::Counter,
-                st.spans_ended as i64,
+                c(st.spans_ended),
             ),
             (
                 "metricsd_snapshot_records_total",
                 "Snapshot records exported.",
                 expo::Kind::Counter,
-                st.snapshots_exported as i64,
+                c(st.snapshots_exported),
             ),
             (
                 "metricsd_exports_dropped_total",
                 "Export records dropped (outbox full).",
                 expo::Kind::Counter,
-                self.exports_dropped as i64,
+                c(self.exports_dropped),
             ),
             (
                 "metricsd_redacted_total",
                 "Secret-looking keys refused or redacted.",
                 expo::Kind::Counter,
-                self.redacted as i64,
+                c(self.redacted),
             ),
             (
                 "metricsd_spans_expired_total",
                 "Spans dropped after spans.max_age_secs without an end.",
                 expo::Kind::Counter,
-                self.spans.expired() as i64,
+                c(self.spans.expired()),
             ),
-            (
-                "metricsd_scrape_families_skipped_total",
-                "Families too large for one scrape page, skipped.",
-                expo::Kind::Counter,
-                self.scrape_skipped as i64,
-            ),
-        ];
-        for (name, help, kind, v) in own {
+        ]
+    }
+
+    /// Writes metricsd's own family `i` (single-series ones, then
+    /// `metricsd_rejects_total{status}`, then
+    /// `metricsd_register_conflicts_total{reason}`); false past the last.
+    fn write_own(&self, i: usize, out: &mut String) -> bool {
+        let simple = self.own_simple();
+        if let Some((name, help, kind, v)) = simple.get(i) {
             let value = match kind {
-                expo::Kind::Counter => expo::Value::Counter(v as u64),
-                _ => expo::Value::Gauge(v),
+                expo::Kind::Counter => expo::Value::Counter(u64::try_from(*v).unwrap_or(0)),
+                _ => expo::Value::Gauge(*v),
             };
             let series = [expo::Series { labels: &[], value }];
-            let mut text = String::new();
-            if expo::write_family(
-                &mut text,
+            let _ = expo::write_family(
+                out,
                 &expo::Family {
                     name,
                     help,
-                    kind,
+                    kind: *kind,
                     series: &series,
                 },
-            )
-            .is_ok()
-            {
-                out.push(text);
-            }
+            );
+            return true;
         }
-        let refusals = || Status::ALL.iter().copied().filter(|s| *s != Status::Ok);
-        let labels: Vec<[(&str, &str); 1]> = refusals().map(|s| [("status", s.as_str())]).collect();
+        let pairs: Vec<(&str, u64)> = match i - simple.len() {
+            0 => {
+                let st = self.stats();
+                Status::ALL
+                    .iter()
+                    .filter(|s| **s != Status::Ok)
+                    .map(|s| (s.as_str(), st.rejects.get(*s)))
+                    .collect()
+            }
+            1 => self
+                .registry
+                .refusals()
+                .map(|(r, n)| (r.as_str(), n))
+                .collect(),
+            _ => return false,
+        };
+        let (name, help, key) = if i == simple.len() {
+            (
+                "metricsd_rejects_total",
+                "Requests and entries refused, by status.",
+                "status",
+            )
+        } else {
+            (
+                "metricsd_register_conflicts_total",
+                "Registrations refused for disagreeing with a registered name, by reason.",
+                "reason",
+            )
+        };
+        let labels: Vec<[(&str, &str); 1]> = pairs.iter().map(|(v, _)| [(key, *v)]).collect();
         let series: Vec<expo::Series<'_>> = labels
             .iter()
-            .zip(refusals().map(|s| st.rejects.get(s)))
-            .map(|(l, v)| expo::Series {
+            .zip(&pairs)
+            .map(|(l, (_, n))| expo::Series {
                 labels: l,
-                value: expo::Value::Counter(v),
+                value: expo::Value::Counter(*n),
             })
             .collect();
-        let mut text = String::new();
-        if expo::write_family(
-            &mut text,
+        let _ = expo::write_family(
+            out,
             &expo::Family {
-                name: "metricsd_rejects_total",
-                help: "Requests and entries refused, by status.",
+                name,
+                help,
                 kind: expo::Kind::Counter,
                 series: &series,
             },
-        )
-        .is_ok()
-        {
-            out.push(text);
-        }
+        );
+        true
+    }
 
-        // Client metrics, grouped by name across owners.
-        let mut by_name: BTreeMap<&str, Vec<(u32, &crate::registry::Series)>> = BTreeMap::new();
-        for (id, s) in self.registry.iter() {
-            by_name.entry(s.name.as_str()).or_default().push((id, s));
-        }
-        let overflow_labels: Vec<(String, String, u64)> = self
+    /// Writes `metricsd_series_overflow_total{metric, owner}` (at most
+    /// [`crate::registry::MAX_OVERFLOW_SERIES`] short lines: one unit).
+    fn write_overflow(&self, out: &mut String) {
+        let mut rows: Vec<(&str, u32, u64)> = self
             .registry
             .overflow()
-            .map(|((owner, name), n)| (String::from(name.as_str()), format!("{}", owner.get()), *n))
+            .map(|((owner, name), n)| (name.as_str(), owner.get(), *n))
             .collect();
-        for (name, members) in by_name {
-            let Some((_, first)) = members.first() else {
-                continue;
-            };
-            let Some(fam) = self.registry.family(first.owner, &first.name) else {
-                continue;
-            };
-            let kind = match fam.kind {
-                MetricKind::Counter => expo::Kind::Counter,
-                MetricKind::Gauge => expo::Kind::Gauge,
-                MetricKind::Histogram => expo::Kind::Histogram,
-            };
-            let owners: Vec<String> = members
-                .iter()
-                .map(|(_, s)| format!("{}", s.owner.get()))
-                .collect();
-            let label_sets: Vec<Vec<(&str, &str)>> = members
-                .iter()
-                .zip(&owners)
-                .map(|((_, s), o)| {
-                    let mut l: Vec<(&str, &str)> = alloc::vec![(OWNER_LABEL, o.as_str())];
-                    l.extend(s.labels.iter());
-                    l
-                })
-                .collect();
-            let mut series = Vec::new();
-            for (((_, s), labels), _) in members.iter().zip(&label_sets).zip(&owners) {
-                // Same name, other kind or layout (another owner): not in
-                // this family, so the exposition stays valid.
-                let Some(f) = self.registry.family(s.owner, &s.name) else {
-                    continue;
-                };
-                if f.kind != fam.kind || f.buckets != fam.buckets {
-                    continue;
-                }
-                let value = match &s.value {
-                    Value::Counter(v) => expo::Value::Counter(*v),
-                    Value::Gauge(v) => expo::Value::Gauge(*v),
-                    Value::Histogram { counts, sum, count } => expo::Value::Histogram {
-                        bounds: f.buckets.as_ref().map_or(&[][..], |b| b.bounds()),
-                        counts,
-                        sum: *sum,
-                        count: *count,
-                    },
-                };
-                series.push(expo::Series { labels, value });
-            }
-            let mut text = String::new();
-            if expo::write_family(
-                &mut text,
-                &expo::Family {
-                    name,
-                    help: name,
-                    kind,
-                    series: &series,
-                },
-            )
-            .is_ok()
-            {
-                out.push(text);
-            }
-        }
-        let ov_labels: Vec<[(&str, &str); 2]> = overflow_labels
+        rows.sort_unstable();
+        let owners: Vec<String> = rows.iter().map(|(_, o, _)| format!("{o}")).collect();
+        let labels: Vec<[(&str, &str); 2]> = rows
             .iter()
-            .map(|(m, o, _)| [("metric", m.as_str()), (OWNER_LABEL, o.as_str())])
+            .zip(&owners)
+            .map(|((m, _, _), o)| [("metric", *m), (OWNER_LABEL, o.as_str())])
             .collect();
-        let ov_series: Vec<expo::Series<'_>> = ov_labels
+        let series: Vec<expo::Series<'_>> = labels
             .iter()
-            .zip(&overflow_labels)
+            .zip(&rows)
             .map(|(l, (_, _, n))| expo::Series {
                 labels: l,
                 value: expo::Value::Counter(*n),
             })
             .collect();
-        let mut text = String::new();
-        if expo::write_family(
-            &mut text,
+        let _ = expo::write_family(
+            out,
             &expo::Family {
                 name: "metricsd_series_overflow_total",
                 help: "Series registrations refused by a cardinality cap, per metric and owner.",
                 kind: expo::Kind::Counter,
-                series: &ov_series,
+                series: &series,
             },
-        )
-        .is_ok()
-        {
-            out.push(text);
-        }
-        out
+        );
     }
 
-    /// One page of the exposition: whole families from `cursor`, at most
-    /// `max_bytes` (and [`MAX_SCRAPE_BYTES`]) of text, at least one family.
+    /// Writes one client series (its family's `# HELP`/`# TYPE` first when
+    /// it is the family's first series), labelled with its owner.
+    fn write_client(w: &Walked<'_>, out: &mut String) {
+        let s = w.series;
+        let f = w.family;
+        let kind = match f.kind {
+            MetricKind::Counter => expo::Kind::Counter,
+            MetricKind::Gauge => expo::Kind::Gauge,
+            MetricKind::Histogram => expo::Kind::Histogram,
+        };
+        let name = w.name.as_str();
+        let mark = out.len();
+        if w.first {
+            let help = if f.help.is_empty() {
+                name
+            } else {
+                f.help.as_str()
+            };
+            if expo::write_header(out, name, help, kind).is_err() {
+                return;
+            }
+        }
+        let mut digits = [0u8; 10];
+        let owner = fmt_u32(&mut digits, s.owner.get());
+        let mut all: [(&str, &str); 1 + nexus_metrics::types::MAX_LABELS] =
+            [("", ""); 1 + nexus_metrics::types::MAX_LABELS];
+        let mut n = 0;
+        for (slot, kv) in all
+            .iter_mut()
+            .zip(core::iter::once((OWNER_LABEL, owner)).chain(s.labels.iter()))
+        {
+            *slot = kv;
+            n += 1;
+        }
+        let value = match &s.value {
+            Value::Counter(v) => expo::Value::Counter(*v),
+            Value::Gauge(v) => expo::Value::Gauge(*v),
+            Value::Histogram { counts, sum, count } => expo::Value::Histogram {
+                bounds: f.buckets.as_ref().map_or(&[][..], |b| b.bounds()),
+                counts,
+                sum: *sum,
+                count: *count,
+            },
+        };
+        let series = expo::Series {
+            labels: all.get(..n).unwrap_or(&[]),
+            value,
+        };
+        // The registry keeps every series valid; were one not, its lines
+        // (and a header written for it) are left out rather than cut.
+        if expo::write_one(out, name, kind, &series).is_err() {
+            out.truncate(mark);
+        }
+    }
+
+    /// Writes units from `pos` while the text stays within `budget` (at
+    /// least one unit); returns where to continue (`None`: done).
+    fn write_page(&self, mut pos: Pos, budget: usize, out: &mut String) -> Option<Pos> {
+        loop {
+            let mark = out.len();
+            let next = match pos {
+                Pos::Own(i) => {
+                    if self.write_own(i as usize, out) {
+                        Some(Pos::Own(i + 1))
+                    } else {
+                        Some(Pos::Series(None))
+                    }
+                }
+                Pos::Series(from) => {
+                    for w in self.registry.walk(from) {
+                        let at = out.len();
+                        Self::write_client(&w, out);
+                        if out.len() > budget && at > 0 {
+                            out.truncate(at);
+                            return Some(Pos::Series(Some(w.series.id)));
+                        }
+                    }
+                    Some(Pos::Overflow)
+                }
+                Pos::Overflow => {
+                    self.write_overflow(out);
+                    None
+                }
+            };
+            if out.len() > budget && mark > 0 {
+                out.truncate(mark);
+                return Some(pos);
+            }
+            pos = next?;
+        }
+    }
+
+    /// One page of the exposition: from `cursor` (0: the start; else a
+    /// page's `next`), whole series (a family's `# HELP`/`# TYPE` with its
+    /// first series) while the text stays within `max_bytes` (and
+    /// [`MAX_SCRAPE_BYTES`]), at least one. Pages concatenate to
+    /// [`Self::exposition`] (for an unchanged registry); a page costs the
+    /// series it holds plus `O(log n)` to find its start.
     pub fn scrape(&mut self, cursor: u32, max_bytes: u32) -> ScrapePage {
-        let fams = self.exposition_families();
         let budget = (max_bytes as usize).min(MAX_SCRAPE_BYTES);
         let mut text = String::new();
-        let mut next = cursor;
-        for f in fams.iter().skip(cursor as usize) {
-            if !text.is_empty() && text.len() + f.len() > budget {
-                break;
-            }
-            if f.len() > MAX_SCRAPE_BYTES {
-                // A family larger than a frame is skipped (never cut into
-                // invalid text) and counted.
-                self.scrape_skipped += 1;
-                next += 1;
-                continue;
-            }
-            text.push_str(f);
-            next += 1;
-        }
+        let next = self.write_page(Pos::decode(cursor), budget, &mut text);
         ScrapePage {
-            next,
-            more: (next as usize) < fams.len(),
+            next: next.map_or(u32::MAX, Pos::encode),
+            more: next.is_some(),
             text,
         }
     }
 
     /// The whole exposition (host tools).
     pub fn exposition(&self) -> String {
-        self.exposition_families().concat()
+        let mut text = String::new();
+        let _ = self.write_page(Pos::Own(0), usize::MAX, &mut text);
+        text
+    }
+}
+
+/// Where a scrape page starts; the `u32` cursor on the wire. The top two
+/// bits are the section: `00` metricsd's own family `i` (cursor 0 is the
+/// start), `01` the client series with id `low 30 bits` (0: the first),
+/// `10` the overflow family. An unknown series id restarts the client
+/// series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pos {
+    Own(u32),
+    Series(Option<u32>),
+    Overflow,
+}
+
+const SECTION_MASK: u32 = 0xC000_0000;
+const SECTION_SERIES: u32 = 0x4000_0000;
+const SECTION_OVERFLOW: u32 = 0x8000_0000;
+
+impl Pos {
+    fn decode(cursor: u32) -> Self {
+        match cursor & SECTION_MASK {
+            0 => Pos::Own(cursor),
+            SECTION_SERIES => match cursor & !SECTION_MASK {
+                0 => Pos::Series(None),
+                id => Pos::Series(Some(id)),
+            },
+            _ => Pos::Overflow,
+        }
+    }
+
+    fn encode(self) -> u32 {
+        match self {
+            Pos::Own(i) => i & !SECTION_MASK,
+            Pos::Series(id) => SECTION_SERIES | (id.unwrap_or(0) & !SECTION_MASK),
+            Pos::Overflow => SECTION_OVERFLOW,
+        }
+    }
+}
+
+/// `v` in decimal, in `buf`.
+fn fmt_u32(buf: &mut [u8; 10], mut v: u32) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        if let Some(b) = buf.get_mut(i) {
+            *b = b'0' + (v % 10) as u8;
+        }
+        v /= 10;
+        if v == 0 || i == 0 {
+            break;
+        }
+    }
+    core::str::from_utf8(buf.get(i..).unwrap_or(b"")).unwrap_or("")
+}
+
+/// The logd field key of label `k` in a snapshot record: `label.` and the
+/// key, each upper-case letter written `-` and its lower case (logd keys
+/// are `[a-z0-9_.-]`; `-` never occurs in a label name, so two label keys
+/// never share a field key): `Route_ID` → `label.-route_-i-d`.
+fn label_field_key(k: &str) -> String {
+    let mut out = String::with_capacity(6 + k.len() * 2);
+    out.push_str("label.");
+    for c in k.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('-');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip() {
+        for p in [
+            Pos::Own(0),
+            Pos::Own(9),
+            Pos::Series(None),
+            Pos::Series(Some(1)),
+            Pos::Series(Some(crate::registry::MAX_SERIES_ID)),
+            Pos::Overflow,
+        ] {
+            assert_eq!(Pos::decode(p.encode()), p);
+        }
+        assert_eq!(Pos::decode(0), Pos::Own(0));
+    }
+
+    #[test]
+    fn decimal_and_label_keys() {
+        let mut b = [0u8; 10];
+        assert_eq!(fmt_u32(&mut b, 0), "0");
+        assert_eq!(fmt_u32(&mut b, 42), "42");
+        assert_eq!(fmt_u32(&mut b, u32::MAX), "4294967295");
+        assert_eq!(label_field_key("route"), "label.route");
+        assert_eq!(label_field_key("Route_ID"), "label.-route_-i-d");
     }
 }

@@ -11,7 +11,7 @@ use metricsd::registry::Registration;
 use metricsd::rollup::{Agg, Segment, Tier, SEGMENT_LEN, SEGMENT_TAG};
 use metricsd::Persisted;
 use nexus_ipc::ServiceId;
-use nexus_metrics::{Buckets, Labels, MetricKind, MetricName};
+use nexus_metrics::{Buckets, Help, Labels, MetricKind, MetricName};
 use proptest::prelude::*;
 
 fn kind() -> impl Strategy<Value = MetricKind> {
@@ -50,11 +50,17 @@ fn registration() -> impl Strategy<Value = (u32, Registration)> {
         any::<u32>(),
         any::<u32>(),
         kind(),
-        "[a-z_][a-z0-9_]{0,20}",
+        "[a-zA-Z:][a-zA-Z0-9_:]{0,20}",
         labels(),
         buckets(),
+        "[ -~\n]{0,40}",
     )
-        .prop_map(|(id, owner, kind, name, labels, buckets)| {
+        .prop_map(|(id, owner, kind, name, labels, buckets, help)| {
+            // A histogram always has a layout (maybe `+Inf` only).
+            let buckets = match kind {
+                MetricKind::Histogram => buckets.or_else(|| Some(Buckets::new(&[]).unwrap())),
+                _ => buckets,
+            };
             (
                 id,
                 Registration {
@@ -63,6 +69,7 @@ fn registration() -> impl Strategy<Value = (u32, Registration)> {
                     name: MetricName::new(&name).unwrap(),
                     labels,
                     buckets,
+                    help: Help::new(&help).unwrap(),
                 },
             )
         })
@@ -112,7 +119,8 @@ proptest! {
         match &p {
             Persisted::Sample { .. } => prop_assert_eq!(bytes.len(), 21),
             Persisted::Segment(_) => prop_assert_eq!(bytes.len(), SEGMENT_LEN),
-            Persisted::Register(..) => prop_assert_eq!(bytes[0], b'R'),
+            Persisted::Register(_, r) if r.help.is_empty() => prop_assert_eq!(bytes[0], b'R'),
+            Persisted::Register(..) => prop_assert_eq!(bytes[0], b'H'),
         }
         prop_assert_eq!(decode(&bytes), Some(p));
     }
@@ -183,6 +191,7 @@ fn register_layout() {
         name: MetricName::new("lat").unwrap(),
         labels: Labels::new(&[("z", "1"), ("a", "2")]).unwrap(),
         buckets: Some(Buckets::new(&[10, 0x0100]).unwrap()),
+        help: Help::default(),
     };
     let b = encode(&Persisted::Register(7, r.clone()));
     let mut want = vec![b'R', 7, 0, 0, 0, 0x0d, 0x0c, 0x0b, 0x0a, 2];
@@ -191,7 +200,30 @@ fn register_layout() {
     want.extend_from_slice(&[2, 1, b'a', 1, b'2', 1, b'z', 1, b'1']);
     want.extend_from_slice(&[2, 10, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
     assert_eq!(b, want);
-    assert_eq!(decode(&b), Some(Persisted::Register(7, r)));
+    assert_eq!(decode(&b), Some(Persisted::Register(7, r.clone())));
+
+    // With help: tag `H`, the same bytes, then `help u8-len`.
+    let with_help = Registration {
+        help: Help::new("Latency.").unwrap(),
+        ..r
+    };
+    let b = encode(&Persisted::Register(7, with_help.clone()));
+    want[0] = b'H';
+    want.extend_from_slice(&[8, b'L', b'a', b't', b'e', b'n', b'c', b'y', b'.']);
+    assert_eq!(b, want);
+    assert_eq!(decode(&b), Some(Persisted::Register(7, with_help)));
+
+    // A `+Inf`-only histogram: no bound, still a histogram.
+    let inf_only = Registration {
+        owner: ServiceId::new(1),
+        kind: MetricKind::Histogram,
+        name: MetricName::new("h").unwrap(),
+        labels: Labels::empty(),
+        buckets: Some(Buckets::new(&[]).unwrap()),
+        help: Help::default(),
+    };
+    let b = encode(&Persisted::Register(2, inf_only.clone()));
+    assert_eq!(decode(&b), Some(Persisted::Register(2, inf_only)));
 }
 
 #[test]
@@ -248,6 +280,7 @@ fn invalid_entries_are_refused() {
         name: MetricName::new("a").unwrap(),
         labels: Labels::new(&[("k", "v")]).unwrap(),
         buckets: Some(Buckets::new(&[1, 2]).unwrap()),
+        help: Help::default(),
     };
     let good = encode(&Persisted::Register(1, reg));
     // R | id 4 | owner 4 | kind @9 | name len @10, 'a' @11 | nlabels @12 |
@@ -259,8 +292,8 @@ fn invalid_entries_are_refused() {
         decode(&b)
     };
     assert_eq!(bad(9, &[3]), None, "unknown kind");
-    assert_eq!(bad(11, b"A"), None, "name grammar");
-    assert_eq!(bad(14, b"K"), None, "label key grammar");
+    assert_eq!(bad(11, b"-"), None, "name grammar");
+    assert_eq!(bad(14, b"-"), None, "label key grammar");
     assert_eq!(bad(16, &[0x0a]), None, "control char in label value");
     assert_eq!(bad(16, &[0xff]), None, "label value not utf-8");
     assert_eq!(bad(18, &3u64.to_le_bytes()), None, "bounds not increasing");

@@ -49,6 +49,7 @@ pub fn register(
             name,
             labels: labels.to_vec(),
             bounds: bounds.to_vec(),
+            help: "",
         },
     )
     .unwrap();
