@@ -157,6 +157,33 @@ pub fn profile_name<'a>(args: &'a str, net: &NetArgs) -> &'a str {
     }
 }
 
+/// `nexus.peer_key` names the peer a test image expects: it must be in
+/// busd's static peer list (`recipes/observability/busd.toml`), and it
+/// comes with `nexus.key`, never alone.
+pub fn check_peer_key(net: &NetArgs) -> Result<(), alloc::string::String> {
+    let Some(pk) = net.peer_key else {
+        return Ok(());
+    };
+    if net.key.is_none() {
+        return Err(alloc::string::String::from(
+            "nexus.peer_key without nexus.key",
+        ));
+    }
+    let cfg = busd::Config::builtin().map_err(|e| alloc::format!("{e}"))?;
+    let listed = cfg
+        .peers()
+        .map_err(|e| alloc::format!("{e}"))?
+        .iter()
+        .any(|p| p.key == pk);
+    if listed {
+        Ok(())
+    } else {
+        Err(alloc::string::String::from(
+            "nexus.peer_key is not in busd's peer list",
+        ))
+    }
+}
+
 /// Formats an IPv4 address as a dotted quad.
 #[derive(Debug)]
 pub struct Ipv4Display(pub [u8; 4]);

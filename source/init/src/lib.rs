@@ -24,9 +24,10 @@ extern crate alloc;
 extern crate std;
 
 pub mod bootargs;
+pub mod identity;
 pub mod profile;
 pub mod selftest;
 mod start;
 
 pub use profile::{Phase, Profile, ProfileError};
-pub use start::{start, InitError, Started};
+pub use start::{start, Env, InitError, Started};

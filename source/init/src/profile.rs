@@ -18,7 +18,7 @@ pub const BUILTIN: [(&str, &str); 3] = [
 ];
 
 /// The services init knows how to start.
-pub const SERVICES: [&str; 2] = ["logd", "metricsd"];
+pub const SERVICES: [&str; 3] = ["logd", "metricsd", "busd"];
 
 /// A selftest phase: one capability proved with this boot's evidence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub enum Phase {
     Metrics,
     /// Two nodes, plain TCP.
     Pair,
-    /// Two nodes, the device bus.
+    /// Two nodes, the device bus through busd.
     Bus,
 }
 
@@ -57,7 +57,8 @@ impl Phase {
         match self {
             Phase::Logd => &["logd"],
             Phase::Metrics => &["logd", "metricsd"],
-            Phase::Pair | Phase::Bus => &[],
+            Phase::Bus => &["busd"],
+            Phase::Pair => &[],
         }
     }
 
@@ -67,7 +68,9 @@ impl Phase {
         match self {
             Phase::Logd => &["selftest", "selftest-flood"],
             Phase::Metrics => &["selftest-metrics"],
-            Phase::Pair | Phase::Bus => &[],
+            // busd's control role (`recipes/observability/busd.toml`).
+            Phase::Bus => &["selftest"],
+            Phase::Pair => &[],
         }
     }
 }

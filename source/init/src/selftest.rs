@@ -9,6 +9,7 @@ use alloc::string::String;
 
 use dsoftbus::identity::DeviceKey;
 use nexus_bounds::Clock;
+use nexus_bus::BusClient;
 use nexus_log::LogdClient;
 use nexus_metrics::{Metrics, MetricsConfig};
 use nexus_svc::node::Node;
@@ -29,10 +30,26 @@ pub struct PeerArgs<'a, N> {
     pub net: &'a N,
     /// This node's side.
     pub role: Role,
-    /// The peer's address (node A dials it).
+    /// The peer's address (node A of the plain TCP phase dials it).
     pub peer: Option<[u8; 4]>,
-    /// This device's key and the peer's public key (the bus phase).
-    pub keys: Option<(DeviceKey, [u8; 32])>,
+}
+
+/// The other node of the bus phase: the first peer in busd's list that is
+/// not this device.
+fn bus_peer(secret: [u8; 32]) -> Result<selftest_client::bus::BusPeer, String> {
+    let me = DeviceKey::from_secret(secret).id();
+    let cfg = busd::Config::builtin().map_err(|e| format!("{e}"))?;
+    let peers = cfg.peers().map_err(|e| format!("{e}"))?;
+    let p = peers
+        .iter()
+        .find(|p| p.id != me)
+        .ok_or_else(|| String::from("busd lists no other device"))?;
+    Ok(selftest_client::bus::BusPeer {
+        id: nexus_bus::DeviceId(p.id.to_bytes()),
+        key: p.key,
+        ip: p.ip,
+        port: p.port,
+    })
 }
 
 /// The node part of span and trace id seeds when no device key is known
@@ -43,7 +60,7 @@ pub struct PeerArgs<'a, N> {
 pub const SINGLE_NODE_ID: u64 = 0x6e65_7875_732d_6f62; // "nexus-ob"
 
 /// The node id of span and trace id seeds: a hash of the device's public
-/// key when the boot arguments carry one, else [`SINGLE_NODE_ID`].
+/// key when the node has one (busd runs), else [`SINGLE_NODE_ID`].
 pub fn node_id(key: Option<&DeviceKey>) -> u64 {
     key.map_or(SINGLE_NODE_ID, |k| IdSeed::node_from_key(&k.public()))
 }
@@ -83,7 +100,8 @@ where
         })
     };
     let mut peer = peer;
-    let node_id = node_id(peer.as_ref().and_then(|p| p.keys.as_ref()).map(|(k, _)| k));
+    let device = started.device_secret.map(DeviceKey::from_secret);
+    let node_id = node_id(device.as_ref());
     for phase in &profile.phases {
         let phase = *phase;
         let fail = |why: String| PhaseFailure { phase, why };
@@ -157,14 +175,20 @@ where
                         "needs a virtio-net device, nexus.ip and nexus.role",
                     )));
                 };
-                let result = match (phase, args.keys) {
-                    (Phase::Bus, Some((key, peer_key))) => selftest_client::bus::run(
-                        platform, args.net, args.role, args.peer, key, peer_key,
-                    ),
-                    (Phase::Bus, None) => Err(String::from(
-                        "the bus phase needs nexus.key and nexus.peer_key",
-                    )),
-                    _ => selftest_client::pair::run(platform, args.net, args.role, args.peer),
+                let result = if phase == Phase::Bus {
+                    let secret = started
+                        .device_secret
+                        .ok_or_else(|| fail(String::from("busd is not running")))?;
+                    let mut bus = BusClient::new(
+                        node.endpoint(id(phase, "selftest")?),
+                        id(phase, "busd")?,
+                        REPLY_TIMEOUT_NS,
+                    );
+                    bus_peer(secret).and_then(|peer| {
+                        selftest_client::bus::run(platform, args.net, &mut bus, args.role, peer)
+                    })
+                } else {
+                    selftest_client::pair::run(platform, args.net, args.role, args.peer)
                 };
                 result.map_err(fail)?;
             }

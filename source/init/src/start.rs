@@ -16,9 +16,32 @@ use nexus_bounds::Clock;
 use nexus_ipc::ServiceId;
 use nexus_store::{BlockDevice, LayoutError, Region, RegionTable};
 use nexus_svc::node::Node;
-use nexus_svc::{Links, Shell};
+use nexus_svc::platform::Network;
+use nexus_svc::{InMemory, Links, Shell};
 
 use crate::profile::{Profile, ServiceSpec};
+
+/// What the runtime offers the services beyond IPC and the disk.
+#[derive(Debug)]
+pub struct Env<N> {
+    /// The network, when the node has one.
+    pub net: Option<N>,
+    /// The device secret from the boot arguments (test images).
+    pub device_secret: Option<[u8; 32]>,
+    /// 32 fresh bytes (virtio-rng); busd does not start without them.
+    pub entropy: Option<[u8; 32]>,
+}
+
+impl<N> Env<N> {
+    /// No network, no secret, no entropy (a single node).
+    pub fn none() -> Self {
+        Self {
+            net: None,
+            device_secret: None,
+            entropy: None,
+        }
+    }
+}
 
 /// What [`start`] brought up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +53,9 @@ pub struct Started {
     pub persistent: bool,
     /// Every endpoint init registered, by name.
     pub endpoints: Vec<(String, ServiceId)>,
+    /// This device's secret, when busd runs (the bus phase derives its
+    /// stranger from it; it never reaches the console).
+    pub device_secret: Option<[u8; 32]>,
 }
 
 impl Started {
@@ -68,10 +94,11 @@ impl fmt::Display for InitError {
 /// Starts `profile` on `node`, with `disk` (if any) holding the regions.
 /// Console lines: the region table, each store's mount report, and
 /// `<service>: ready` once a service serves.
-pub fn start<C: Clock + 'static, D: BlockDevice + 'static>(
+pub fn start<C: Clock + 'static, D: BlockDevice + 'static, N: Network + Clone + 'static>(
     node: &Node<C>,
     profile: &Profile,
     disk: Option<D>,
+    env: &Env<N>,
 ) -> Result<Started, InitError> {
     let mut endpoints = Vec::new();
     let names = profile.services.iter().map(|s| s.name.as_str()).chain(
@@ -99,13 +126,16 @@ pub fn start<C: Clock + 'static, D: BlockDevice + 'static>(
         boot,
         persistent: table.is_some(),
         endpoints,
+        device_secret: None,
     };
     for spec in &profile.services {
         let region = match (&table, &disk, &spec.region) {
             (Some(t), Some(d), Some(r)) => t.region(d, r),
             _ => None,
         };
-        start_service(node, spec, region, &started)?;
+        if let Some(secret) = start_service(node, spec, region, &started, env)? {
+            started.device_secret = Some(secret);
+        }
         node.console(&format!("{}: ready", spec.name));
     }
     if table.is_none() {
@@ -172,12 +202,14 @@ fn links_of<C: Clock>(node: &Node<C>, spec: &ServiceSpec) -> Links {
     links
 }
 
-fn start_service<C: Clock + 'static, D: BlockDevice + 'static>(
+/// Starts one service; returns the device secret when it is busd.
+fn start_service<C: Clock + 'static, D: BlockDevice + 'static, N: Network + Clone + 'static>(
     node: &Node<C>,
     spec: &ServiceSpec,
     region: Option<Region<D>>,
     started: &Started,
-) -> Result<(), InitError> {
+    env: &Env<N>,
+) -> Result<Option<[u8; 32]>, InitError> {
     let cfg_err = |why: String| InitError::Config {
         service: spec.name.clone(),
         why,
@@ -232,7 +264,29 @@ fn start_service<C: Clock + 'static, D: BlockDevice + 'static>(
             let shell = Shell::new(MetricsdService::new(m), store, links);
             node.add_task(id, Box::new(shell));
         }
+        "busd" => {
+            let cfg = busd::Config::builtin().map_err(|e| cfg_err(format!("{e}")))?;
+            let net = env
+                .net
+                .clone()
+                .ok_or_else(|| cfg_err(String::from("no network (virtio-net and nexus.ip)")))?;
+            let seed = env
+                .entropy
+                .ok_or_else(|| cfg_err(String::from("no entropy source (virtio-rng)")))?;
+            let (secret, source) =
+                crate::identity::device_secret(region, env.device_secret, seed).map_err(cfg_err)?;
+            let control = cfg.control.iter().filter_map(|n| node.lookup(n)).collect();
+            let key = dsoftbus::identity::DeviceKey::from_secret(secret);
+            node.console(&format!(
+                "init: busd device {} (key from {source})",
+                key.id()
+            ));
+            let b = busd::Busd::new(cfg, net, key, seed, control)
+                .map_err(|e| cfg_err(format!("{e}")))?;
+            node.add_task(id, Box::new(Shell::new(b, InMemory, links)));
+            return Ok(Some(secret));
+        }
         other => return Err(cfg_err(format!("init cannot start '{other}'"))),
     }
-    Ok(())
+    Ok(None)
 }

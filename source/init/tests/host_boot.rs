@@ -13,7 +13,7 @@ use std::rc::Rc;
 
 use nexus_bounds::ManualClock;
 use nexus_init::selftest::PeerArgs;
-use nexus_init::{Profile, ProfileError};
+use nexus_init::{Env, Profile, ProfileError};
 use nexus_ipc::router::RouterConfig;
 use nexus_store::{BlockDevice, MemDisk, RegionTable, StateStore, BLOCK_SIZE};
 use nexus_svc::node::{Idle, Node};
@@ -62,6 +62,7 @@ impl Platform for Host<'_> {
 }
 
 /// No network on this host node.
+#[derive(Clone)]
 struct NoNet;
 struct NoSocket;
 impl TcpSocket for NoSocket {
@@ -111,7 +112,8 @@ fn boot(disk: &Shared, profile: &Profile) -> Boot {
         Idle::ReturnWhenIdle,
         Box::new(move |l: &str| sink.borrow_mut().push(l.to_string())),
     );
-    let started = nexus_init::start(&node, profile, Some(disk.clone())).unwrap();
+    let started =
+        nexus_init::start(&node, profile, Some(disk.clone()), &Env::<NoNet>::none()).unwrap();
     let host = Host { node: &node };
     let result =
         nexus_init::selftest::run(&node, &host, profile, &started, None::<PeerArgs<'_, NoNet>>)

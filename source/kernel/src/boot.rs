@@ -6,13 +6,13 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
-use dsoftbus::identity::DeviceKey;
 use nexus_bounds::Clock;
 use nexus_init::bootargs::{self, BadArg, Ipv4Display, MacDisplay, NetArgs};
 use nexus_init::selftest::PeerArgs;
 use nexus_init::Profile;
 use nexus_ipc::router::RouterConfig;
 use nexus_svc::node::Idle;
+use nexus_svc::platform::Platform;
 use virtio_drivers::transport::DeviceType;
 
 use crate::net::Net;
@@ -91,20 +91,20 @@ pub fn kmain(hart: usize, dtb_addr: usize) -> ! {
         .into_iter()
         .find(|d| d.kind == DeviceType::Block)
         .and_then(|d| Blk::new(d.transport));
-    let started = match nexus_init::start(&rt, &profile, disk) {
+    if let Err(e) = nexus_init::bootargs::check_peer_key(&net_args) {
+        kprintln!("SELFTEST: FAIL {e}");
+        arch::exit(1)
+    }
+    let mut entropy = [0u8; 32];
+    let env = nexus_init::Env {
+        net: net.clone(),
+        device_secret: net_args.key,
+        entropy: p.entropy(&mut entropy).then_some(entropy),
+    };
+    let started = match nexus_init::start(&rt, &profile, disk, &env) {
         Ok(s) => s,
         Err(e) => {
             kprintln!("SELFTEST: FAIL init: {e}");
-            arch::exit(1)
-        }
-    };
-    let keys = match (net_args.key, net_args.peer_key) {
-        (Some(key), Some(peer_key)) => Some((DeviceKey::from_secret(key), peer_key)),
-        (None, None) => None,
-        // Half a key pair is a configuration error, never a silent fall
-        // back to the unauthenticated test.
-        _ => {
-            kprintln!("SELFTEST: FAIL nexus.key and nexus.peer_key must be given together");
             arch::exit(1)
         }
     };
@@ -113,7 +113,6 @@ pub fn kmain(hart: usize, dtb_addr: usize) -> ! {
             net,
             role,
             peer: net_args.peer,
-            keys,
         }),
         _ => None,
     };

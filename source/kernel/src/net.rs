@@ -190,7 +190,8 @@ impl Stack {
     }
 }
 
-/// The network stack of the runtime.
+/// The network stack of the runtime (a cheap handle: clones share it).
+#[derive(Clone)]
 pub struct Net {
     stack: Rc<RefCell<Stack>>,
     ip: [u8; 4],

@@ -1,331 +1,361 @@
-//! The two-node device-bus phase: dsoftbus over TCP between two nodes,
-//! written against the platform traits (the QEMU runtime boots it with
-//! `nexus.role=a|b`, `nexus.key` and `nexus.peer_key`).
+//! The two-node device-bus phase, through busd: services on both nodes
+//! use the bus only as busd clients (`nexus_bus::BusClient`), written
+//! against the platform traits (the QEMU runtime boots it with
+//! `nexus.role=a|b` and `nexus.key`).
 //!
-//! Node B listens. Node A first dials with a third, unlisted identity
-//! (derived from its own key), which B must refuse during the handshake —
-//! B prints `dsoftbus: acl deny <id>` with the id the stranger proved. Then
-//! A dials with its real key: both print `dsoftbus: session ok <peer>`. A
-//! opens the `selftest.bulk` stream (propagating a trace context in the
-//! OPEN metadata), sends 1 MiB under the mux's credit flow control, and
-//! half-closes; B checks length and checksum against the deterministic
-//! generator, prints `dsoftbus: stream verified …`, and replies on the
-//! same stream; A prints `SELFTEST: mux stream ok` only after that reply
-//! matches what it sent.
+//! | step | node | marker (only after its evidence) |
+//! |------|------|----------------------------------|
+//! | 1 | both | busd prints `dsoftbus: session ok <peer>` and `busd: peer up <peer>` when the session is authenticated both ways |
+//! | 2 | A | dials B's busd itself with a third, unlisted identity: B's busd prints `dsoftbus: acl deny <id>` with the id the stranger proved |
+//! | 3 | A → B | A opens `selftest.bulk` through busd (with a trace context), writes 1 MiB of the deterministic stream under credit and closes; B's listener reads it through busd, checks length and checksum: `dsoftbus: stream verified …`, and replies on the stream |
+//! | 4 | A | `SELFTEST: bus stream via busd ok` when B's reply matches what A sent; `SELFTEST: mux stream ok` when A's busd counters show the 1 MiB went out and the writer was held back by credit at least once |
+//! | 5 | B | on A's "done" stream, B's selftest (busd's control role) drops the session; A's busd redials: both print `busd: peer up <peer>` again |
+//! | 6 | both | a new stream on the new session: A sends a probe, B echoes it and closes, A closes after reading the echo: `SELFTEST: bus reconnect ok` on each side once it saw the other's end |
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use dsoftbus::identity::{DeviceId, DeviceKey};
+use dsoftbus::identity::DeviceKey;
 use dsoftbus::link::{Link, LinkConfig};
-use dsoftbus::mux::Event;
 use dsoftbus::policy::Acl;
+use dsoftbus::pump::{ByteIo, Pumped};
+use nexus_bus::proto::{BusEvent, Handle};
+use nexus_bus::{BusClient, BusError, DeviceId};
+use nexus_ipc::Endpoint;
 use nexus_svc::platform::{Network, Platform, TcpSocket, TcpState};
+use nexus_wire::Status;
 
-use crate::pair::{close, connect, send_all, Role};
+use crate::pair::Role;
 use crate::pairproto::{
-    expected_checksum, parse_stream_reply, stream_reply, ByteStream, Fnv1a64, PORT, SEED,
-    STREAM_BYTES, STREAM_REPLY_LEN,
+    expected_checksum, parse_stream_reply, stream_reply, ByteStream, Fnv1a64, SEED, STREAM_BYTES,
+    STREAM_REPLY_LEN,
 };
 
-/// The stream the proof uses, and the ones a peer may open.
+/// The stream the proof uses.
 const BULK: &str = "selftest.bulk";
-const STREAMS: [&str; 4] = [BULK, "obs.logs", "obs.metrics", "trace"];
 /// The trace context A propagates in its OPEN (W3C traceparent form).
 const TRACEPARENT: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-/// Time for everything after connecting.
-const EXCHANGE_TIMEOUT_NS: u64 = 60_000_000_000;
-/// Time one incoming handshake may take before B drops it and
-/// listens again (a silent or stalled dialer cannot hold the port).
-const HANDSHAKE_TIMEOUT_NS: u64 = 5_000_000_000;
+/// Guest time for the whole phase.
+const PHASE_TIMEOUT_NS: u64 = 60_000_000_000;
+/// One wait for an event.
+const EVENT_WAIT_NS: u64 = 50_000_000;
 const CHUNK: usize = 16 * 1024;
+/// What A writes on the "done" stream and on the probe stream.
+const DONE: &[u8] = b"done";
+const PROBE: &[u8] = b"probe after reconnect";
 
-/// Runs this node's side with the device key `key`; `peer_key` is the one
-/// peer allowed on the bus. Handshake seeds come from `p.entropy`. Node A
-/// needs the peer's address.
-pub fn run<P: Platform, N: Network>(
+/// The other node, as busd's config lists it.
+#[derive(Debug, Clone, Copy)]
+pub struct BusPeer {
+    /// Its id.
+    pub id: DeviceId,
+    /// Its static public key.
+    pub key: [u8; 32],
+    /// Where its busd listens.
+    pub ip: [u8; 4],
+    /// Its busd's port.
+    pub port: u16,
+}
+
+fn berr(what: &str) -> impl Fn(BusError) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+/// Runs this node's side. `bus` is a busd client with busd's control role.
+pub fn run<P: Platform, N: Network, E: Endpoint>(
     p: &P,
     net: &N,
+    bus: &mut BusClient<E>,
     role: Role,
-    peer_ip: Option<[u8; 4]>,
-    key: DeviceKey,
-    peer_key: [u8; 32],
+    peer: BusPeer,
 ) -> Result<(), String> {
-    let mut acl = Acl::new();
-    acl.allow(peer_key, &STREAMS)
-        .map_err(|e| format!("acl: {e:?}"))?;
-    p.console(&format!(
-        "dsoftbus: device {} (peer {})",
-        key.id(),
-        DeviceId::of(&peer_key)
-    ));
+    let deadline = p.now_ns().saturating_add(PHASE_TIMEOUT_NS);
+    bus.watch().map_err(berr("watch"))?;
+    if role == Role::B {
+        bus.listen(BULK).map_err(berr("listen"))?;
+    }
+    wait_peer(p, bus, peer.id, true, deadline)?;
     match role {
-        Role::A => {
-            let ip = peer_ip.ok_or_else(|| String::from("node a needs nexus.peer"))?;
-            node_a(p, net, ip, &key, peer_key, &acl)
-        }
-        Role::B => node_b(p, net, &key, &acl),
+        Role::A => node_a(p, net, bus, peer, deadline),
+        Role::B => node_b(p, bus, peer, deadline),
     }
 }
 
-/// A fresh handshake seed from the platform's entropy.
-fn seed<P: Platform>(p: &P) -> Result<[u8; 32], String> {
-    let mut s = [0u8; 32];
-    if p.entropy(&mut s) {
-        Ok(s)
+fn timed_out<P: Platform>(p: &P, deadline: u64, what: &str) -> Result<(), String> {
+    if p.now_ns() >= deadline {
+        Err(format!("timeout waiting for {what}"))
     } else {
-        Err(String::from("no entropy for the handshake (virtio-rng)"))
+        Ok(())
     }
 }
 
-/// Moves bytes between the socket and the link once; runs the platform.
-fn pump<P: Platform, S: TcpSocket>(
+/// Waits until busd reports `peer` up (or down).
+fn wait_peer<P: Platform, E: Endpoint>(
     p: &P,
-    sock: &mut S,
-    link: &mut Link,
-    acl: &Acl,
-    buf: &mut [u8],
+    bus: &mut BusClient<E>,
+    peer: DeviceId,
+    up: bool,
     deadline: u64,
 ) -> Result<(), String> {
-    let now = p.now_ns();
-    while let Some(bytes) = link.poll_transmit(now) {
-        send_all(p, sock, &bytes, deadline)?;
+    loop {
+        match bus.next_event(EVENT_WAIT_NS) {
+            Some(BusEvent::PeerUp(id)) if id == peer && up => return Ok(()),
+            Some(BusEvent::PeerDown(id)) if id == peer && !up => return Ok(()),
+            _ => {}
+        }
+        if up
+            && bus
+                .peers()
+                .map_err(berr("peers"))?
+                .iter()
+                .any(|i| i.id == peer && i.up)
+        {
+            return Ok(());
+        }
+        timed_out(p, deadline, if up { "the peer" } else { "the peer to go" })?;
     }
-    let n = sock.recv(buf);
-    if n > 0 {
-        link.on_bytes(buf.get(..n).unwrap_or_default(), now, acl)
-            .map_err(|e| format!("link: {e}"))?;
-    } else if !sock.may_recv()
-        && !matches!(
-            sock.state(),
-            TcpState::Listen | TcpState::SynReceived | TcpState::SynSent
-        )
-    {
-        return Err(String::from("the peer closed the connection"));
+}
+
+/// The next stream a peer opens to us.
+fn wait_incoming<P: Platform, E: Endpoint>(
+    p: &P,
+    bus: &mut BusClient<E>,
+    deadline: u64,
+) -> Result<(Handle, Option<Vec<u8>>), String> {
+    loop {
+        if let Some(BusEvent::Incoming {
+            handle,
+            name,
+            trace,
+            ..
+        }) = bus.next_event(EVENT_WAIT_NS)
+        {
+            if name == BULK {
+                return Ok((handle, trace));
+            }
+        }
+        timed_out(p, deadline, "an incoming stream")?;
     }
-    link.tick(now);
-    if let Some(e) = link.closed() {
-        return Err(format!("link: {e}"));
+}
+
+/// Opens `selftest.bulk`, retrying while the peer has no listener yet.
+fn open<P: Platform, E: Endpoint>(
+    p: &P,
+    bus: &mut BusClient<E>,
+    peer: DeviceId,
+    trace: Option<&[u8]>,
+    deadline: u64,
+) -> Result<Handle, String> {
+    loop {
+        match bus.open(peer, BULK, trace) {
+            Ok(h) => return Ok(h),
+            Err(BusError::Rejected(Status::Denied | Status::Unavailable)) => {
+                timed_out(p, deadline, "the peer's listener")?;
+                let _ = bus.next_event(EVENT_WAIT_NS);
+            }
+            Err(e) => return Err(format!("open: {e}")),
+        }
     }
-    if p.now_ns() >= deadline {
-        return Err(String::from("timeout"));
+}
+
+/// Writes all of `data`, waiting for credit.
+fn send_all<P: Platform, E: Endpoint>(
+    p: &P,
+    bus: &mut BusClient<E>,
+    h: Handle,
+    mut data: &[u8],
+    deadline: u64,
+) -> Result<(), String> {
+    while !data.is_empty() {
+        let n = bus.send(h, data).map_err(berr("send"))?;
+        data = data.get(n..).unwrap_or_default();
+        if n == 0 {
+            timed_out(p, deadline, "credit")?;
+            let _ = bus.next_event(EVENT_WAIT_NS);
+        }
     }
-    p.run_once();
     Ok(())
 }
 
-fn node_a<P: Platform, N: Network>(
+/// Reads until the peer's end, folding bytes into `sink`.
+fn read_to_end<P: Platform, E: Endpoint>(
+    p: &P,
+    bus: &mut BusClient<E>,
+    h: Handle,
+    deadline: u64,
+    sink: &mut dyn FnMut(&[u8]),
+) -> Result<u64, String> {
+    let mut total = 0u64;
+    loop {
+        let (fin, data) = bus.recv(h, CHUNK as u16).map_err(berr("recv"))?;
+        if fin {
+            return Ok(total);
+        }
+        if data.is_empty() {
+            timed_out(p, deadline, "stream data")?;
+            let _ = bus.next_event(EVENT_WAIT_NS);
+        }
+        total += data.len() as u64;
+        sink(&data);
+    }
+}
+
+/// A platform socket as the link pump's transport.
+struct SockIo<'a, S>(&'a mut S);
+
+impl<S: TcpSocket> ByteIo for SockIo<'_, S> {
+    fn send(&mut self, data: &[u8]) -> usize {
+        self.0.send(data)
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> usize {
+        self.0.recv(buf)
+    }
+    fn is_gone(&self) -> bool {
+        let st = self.0.state();
+        st == TcpState::Closed || (!self.0.may_recv() && !st.is_connecting())
+    }
+}
+
+/// Dials the peer's busd as a device it does not list: the handshake must
+/// end without a session.
+fn stranger_dial<P: Platform, N: Network>(
     p: &P,
     net: &N,
-    ip: [u8; 4],
-    key: &DeviceKey,
-    peer_key: [u8; 32],
-    acl: &Acl,
+    peer: BusPeer,
+    deadline: u64,
 ) -> Result<(), String> {
-    p.console("dsoftbus: ready");
-    let deadline = p.now_ns().saturating_add(EXCHANGE_TIMEOUT_NS);
-    let mut buf = vec![0u8; CHUNK];
-
-    // 1. A third identity, not on B's list: B must refuse it.
-    let mut stranger_secret = [0u8; 32];
-    for (i, b) in stranger_secret.iter_mut().enumerate() {
+    // A fixed third identity: its id (a8e05dee35db0fc8) is in B's markers.
+    let mut secret = [0u8; 32];
+    for (i, b) in secret.iter_mut().enumerate() {
         *b = (i as u8).wrapping_mul(37) ^ 0x5a;
     }
-    let stranger = DeviceKey::from_secret(stranger_secret);
+    let stranger = DeviceKey::from_secret(secret);
     p.console(&format!(
         "dsoftbus: dialing as unlisted device {}",
         stranger.id()
     ));
-    let mut sock = connect(p, net, ip)?;
-    let mut link = Link::dial(&stranger, peer_key, seed(p)?, LinkConfig::default())
-        .map_err(|e| format!("dial: {e}"))?;
-    // B closes the connection once it has refused us.
-    while sock.state().is_open() && sock.may_recv() {
-        if pump(p, &mut sock, &mut link, acl, &mut buf, deadline).is_err() {
-            break;
-        }
+    let mut seed = [0u8; 32];
+    if !p.entropy(&mut seed) {
+        return Err(String::from("no entropy for the handshake (virtio-rng)"));
     }
-    close(p, &mut sock);
-    net.release(sock);
-
-    // 2. The real identity.
-    let mut sock = connect(p, net, ip)?;
-    let mut link = Link::dial(key, peer_key, seed(p)?, LinkConfig::default())
+    let mut sock = net
+        .connect(peer.ip, peer.port)
+        .map_err(|e| format!("connect: {e}"))?;
+    let link = Link::dial(&stranger, peer.key, seed, LinkConfig::default())
         .map_err(|e| format!("dial: {e}"))?;
-    while link.peer().is_none() {
-        pump(p, &mut sock, &mut link, acl, &mut buf, deadline)?;
-    }
-    let peer = link.peer().ok_or_else(|| String::from("no peer"))?;
-
-    // In XK the dialer finishes its half first; B authorizes us only on the
-    // third message. B's OPEN_ACK is the first record that proves it did,
-    // so the session marker waits for it.
-    let mux = link.mux().ok_or_else(|| String::from("no mux"))?;
-    let s = mux
-        .open(BULK, 1, Some(TRACEPARENT))
-        .map_err(|e| format!("open: {e:?}"))?;
-    let mut accepted = false;
-    while !accepted {
-        pump(p, &mut sock, &mut link, acl, &mut buf, deadline)?;
-        let mux = link.mux().ok_or_else(|| String::from("no mux"))?;
-        while let Some(ev) = mux.poll_event() {
-            match ev {
-                Event::Accepted { stream } if stream == s => {
-                    p.console(&format!("dsoftbus: session ok {peer}"));
-                    accepted = true;
-                }
-                Event::Rejected { reason, .. } => {
-                    return Err(format!("stream rejected: {reason:?}"))
-                }
-                _ => {}
+    let mut pumped = Pumped::new(link);
+    let mut buf = vec![0u8; CHUNK];
+    let acl = Acl::new();
+    loop {
+        match pumped.pump(&mut SockIo(&mut sock), p.now_ns(), &acl, &mut buf) {
+            // Refused: the peer closed the connection on us.
+            Err(_) => break,
+            Ok(_)
+                if pumped
+                    .link
+                    .mux()
+                    .is_some_and(|m| m.stats().frames_received > 0) =>
+            {
+                net.release(sock);
+                return Err(String::from("the peer accepted an unlisted device"));
             }
+            Ok(_) => {}
         }
-    }
-    let t0 = p.now_ns();
-    let mut gen = ByteStream::new(SEED);
-    let mut sum = Fnv1a64::default();
-    let mut pending: Vec<u8> = Vec::new();
-    let mut left = STREAM_BYTES;
-    while left > 0 || !pending.is_empty() {
-        if pending.is_empty() {
-            let n = usize::try_from(left).map_or(CHUNK, |l| l.min(CHUNK));
-            pending = vec![0u8; n];
-            gen.fill(&mut pending);
-            sum.update(&pending);
-            left -= n as u64;
+        if let Some(m) = pumped.link.mux() {
+            m.ping_now(p.now_ns());
         }
-        let mux = link.mux().ok_or_else(|| String::from("no mux"))?;
-        let n = mux.send(s, &pending).map_err(|e| format!("send: {e:?}"))?;
-        pending.drain(..n);
-        pump(p, &mut sock, &mut link, acl, &mut buf, deadline)?;
+        timed_out(p, deadline, "the stranger's refusal")?;
+        p.run_once();
     }
-    link.mux()
-        .ok_or_else(|| String::from("no mux"))?
-        .close(s)
-        .map_err(|e| format!("close: {e:?}"))?;
-    // B's reply on the same stream: length and checksum, 16 bytes.
-    let mut reply = Vec::new();
-    while reply.len() < STREAM_REPLY_LEN {
-        pump(p, &mut sock, &mut link, acl, &mut buf, deadline)?;
-        let mux = link.mux().ok_or_else(|| String::from("no mux"))?;
-        let mut r = [0u8; STREAM_REPLY_LEN];
-        let n = mux.recv(s, &mut r).map_err(|e| format!("recv: {e:?}"))?;
-        reply.extend_from_slice(r.get(..n).unwrap_or_default());
-    }
-    let got = parse_stream_reply(reply.get(..STREAM_REPLY_LEN).unwrap_or_default());
-    let (len, theirs) = (got.map(|g| g.0), got.map(|g| g.1));
-    let ours = sum.finish();
-    if len != Some(STREAM_BYTES) || theirs != Some(ours) {
-        return Err(format!(
-            "reply mismatch: {len:?} {theirs:?}, sent {STREAM_BYTES} {ours:016x}"
-        ));
-    }
-    let ms = p.now_ns().saturating_sub(t0) / 1_000_000;
-    p.console(&format!(
-        "runtime: mux stream {STREAM_BYTES} bytes, checksum {ours:016x}, {ms} ms guest time"
-    ));
-    p.console("SELFTEST: mux stream ok");
-    // Let the last frames (credit, close) go out, then hang up.
-    for _ in 0..8 {
-        let _ = pump(p, &mut sock, &mut link, acl, &mut buf, deadline);
-    }
-    close(p, &mut sock);
+    net.release(sock);
     Ok(())
 }
 
-fn node_b<P: Platform, N: Network>(
+fn node_a<P: Platform, N: Network, E: Endpoint>(
     p: &P,
     net: &N,
-    key: &DeviceKey,
-    acl: &Acl,
+    bus: &mut BusClient<E>,
+    peer: BusPeer,
+    deadline: u64,
 ) -> Result<(), String> {
-    let deadline = p.now_ns().saturating_add(EXCHANGE_TIMEOUT_NS);
-    let mut buf = vec![0u8; CHUNK];
-    p.console("dsoftbus: ready");
-    let mut denied = false;
-    let (mut sock, mut link) = loop {
-        let mut sock = net.listen(PORT).map_err(|e| format!("listen: {e}"))?;
-        let mut link = Link::accept(key, seed(p)?, LinkConfig::default())
-            .map_err(|e| format!("accept: {e}"))?;
-        // Wait for a dialer (bounded by the whole exchange), then give its
-        // handshake its own short deadline.
-        p.wait_until(EXCHANGE_TIMEOUT_NS, &mut || {
-            sock.state() != TcpState::Listen
-        });
-        let hs_deadline = p
-            .now_ns()
-            .saturating_add(HANDSHAKE_TIMEOUT_NS)
-            .min(deadline);
-        let up = loop {
-            match pump(p, &mut sock, &mut link, acl, &mut buf, hs_deadline) {
-                Ok(()) if link.peer().is_some() => break true,
-                Ok(()) => {}
-                Err(e) => {
-                    if let Some(id) = link.refused_peer() {
-                        p.console(&format!("dsoftbus: acl deny {id}"));
-                        denied = true;
-                    } else {
-                        p.console(&format!("dsoftbus: handshake dropped: {e}"));
-                    }
-                    if p.now_ns() >= deadline {
-                        return Err(e);
-                    }
-                    break false;
-                }
-            }
-        };
-        if up {
-            break (sock, link);
-        }
-        close(p, &mut sock);
-        net.release(sock);
-    };
-    if !denied {
-        return Err(String::from("the unlisted device was never refused"));
-    }
-    let peer = link.peer().ok_or_else(|| String::from("no peer"))?;
-    p.console(&format!("dsoftbus: session ok {peer}"));
+    stranger_dial(p, net, peer, deadline)?;
 
-    let mut stream = None;
+    // The 1 MiB stream through busd.
+    let (before, _) = bus.stats().map_err(berr("stats"))?;
+    let h = open(p, bus, peer.id, Some(TRACEPARENT), deadline)?;
+    let mut gen = ByteStream::new(SEED);
     let mut sum = Fnv1a64::default();
-    let mut got = 0u64;
-    let mut peer_closed = false;
-    let mut r = vec![0u8; CHUNK];
-    while !(peer_closed && got >= STREAM_BYTES) {
-        pump(p, &mut sock, &mut link, acl, &mut buf, deadline)?;
-        let mux = link.mux().ok_or_else(|| String::from("no mux"))?;
-        while let Some(ev) = mux.poll_event() {
-            match ev {
-                Event::Opened {
-                    stream: s,
-                    name,
-                    trace,
-                    ..
-                } if name == BULK => {
-                    let t = trace.as_deref().map(core::str::from_utf8);
-                    p.console(&format!(
-                        "dsoftbus: stream {s} '{name}' opened, trace context {t:?}"
-                    ));
-                    stream = Some(s);
-                }
-                Event::Closed { stream: c } if Some(c) == stream => peer_closed = true,
-                _ => {}
-            }
-        }
-        if let Some(s) = stream {
-            loop {
-                let n = mux.recv(s, &mut r).map_err(|e| format!("recv: {e:?}"))?;
-                if n == 0 {
-                    break;
-                }
-                sum.update(r.get(..n).unwrap_or_default());
-                got += n as u64;
-            }
-        }
+    let mut chunk = vec![0u8; CHUNK];
+    let mut left = STREAM_BYTES;
+    while left > 0 {
+        let n = usize::try_from(left).map_or(CHUNK, |l| l.min(CHUNK));
+        let part = chunk.get_mut(..n).unwrap_or_default();
+        gen.fill(part);
+        sum.update(part);
+        send_all(p, bus, h, part, deadline)?;
+        left -= n as u64;
     }
-    let s = stream.ok_or_else(|| String::from("no stream"))?;
+    bus.close(h).map_err(berr("close"))?;
+    let mut reply = Vec::new();
+    read_to_end(p, bus, h, deadline, &mut |d| reply.extend_from_slice(d))?;
+    let ours = sum.finish();
+    let got = parse_stream_reply(reply.get(..STREAM_REPLY_LEN).unwrap_or_default());
+    if got != Some((STREAM_BYTES, ours)) || reply.len() != STREAM_REPLY_LEN {
+        return Err(format!(
+            "reply mismatch: {got:?}, sent {STREAM_BYTES} {ours:016x}"
+        ));
+    }
+    p.console("SELFTEST: bus stream via busd ok");
+    let (after, _) = bus.stats().map_err(berr("stats"))?;
+    let sent = after.bytes_sent.saturating_sub(before.bytes_sent);
+    let stalls = after.credit_stalls.saturating_sub(before.credit_stalls);
+    if sent != STREAM_BYTES || stalls == 0 {
+        return Err(format!(
+            "busd counters: {sent} bytes sent, {stalls} credit stalls (want {STREAM_BYTES}, > 0)"
+        ));
+    }
+    p.console(&format!(
+        "runtime: mux stream {STREAM_BYTES} bytes, checksum {ours:016x}, {stalls} credit stalls"
+    ));
+    p.console("SELFTEST: mux stream ok");
+
+    // Tell B we are done; B drops the session, busd redials.
+    let done = open(p, bus, peer.id, None, deadline)?;
+    send_all(p, bus, done, DONE, deadline)?;
+    bus.close(done).map_err(berr("close"))?;
+    wait_peer(p, bus, peer.id, false, deadline)?;
+    wait_peer(p, bus, peer.id, true, deadline)?;
+
+    // A new stream on the new session.
+    let h = open(p, bus, peer.id, None, deadline)?;
+    send_all(p, bus, h, PROBE, deadline)?;
+    let mut echo = Vec::new();
+    read_to_end(p, bus, h, deadline, &mut |d| echo.extend_from_slice(d))?;
+    if echo != PROBE {
+        return Err(format!("echo after reconnect: {echo:?}"));
+    }
+    // Closing after the echo is B's evidence that we read it.
+    bus.close(h).map_err(berr("close"))?;
+    p.console("SELFTEST: bus reconnect ok");
+    Ok(())
+}
+
+fn node_b<P: Platform, E: Endpoint>(
+    p: &P,
+    bus: &mut BusClient<E>,
+    peer: BusPeer,
+    deadline: u64,
+) -> Result<(), String> {
+    // The 1 MiB stream.
+    let (h, trace) = wait_incoming(p, bus, deadline)?;
+    p.console(&format!(
+        "dsoftbus: stream '{BULK}' opened through busd, trace context {:?}",
+        trace.as_deref().map(core::str::from_utf8)
+    ));
+    let mut sum = Fnv1a64::default();
+    let got = read_to_end(p, bus, h, deadline, &mut |d| sum.update(d))?;
     let sum = sum.finish();
     let want = expected_checksum(SEED, STREAM_BYTES);
     if got != STREAM_BYTES || sum != want {
@@ -334,26 +364,39 @@ fn node_b<P: Platform, N: Network>(
         ));
     }
     p.console(&format!("dsoftbus: stream verified {got} {sum:016x}"));
-    let reply = stream_reply(got, sum);
-    // All 16 bytes must be accepted (the credit may need a round trip).
-    let mut sent = 0;
-    while sent < reply.len() {
-        let mux = link.mux().ok_or_else(|| String::from("no mux"))?;
-        sent += mux
-            .send(s, reply.get(sent..).unwrap_or_default())
-            .map_err(|e| format!("reply: {e:?}"))?;
-        if sent < reply.len() {
-            pump(p, &mut sock, &mut link, acl, &mut buf, deadline)?;
-        }
+    send_all(p, bus, h, &stream_reply(got, sum), deadline)?;
+    bus.close(h).map_err(berr("close"))?;
+
+    // A's "done": drop the session (busd's control role).
+    let (done, _) = wait_incoming(p, bus, deadline)?;
+    let mut note = Vec::new();
+    read_to_end(p, bus, done, deadline, &mut |d| note.extend_from_slice(d))?;
+    if note != DONE {
+        return Err(format!("unexpected note {note:?}"));
     }
-    let mux = link.mux().ok_or_else(|| String::from("no mux"))?;
-    mux.close(s).map_err(|e| format!("close: {e:?}"))?;
-    // Until A hangs up (or a bounded while).
-    while sock.state().is_open() && sock.may_recv() {
-        if pump(p, &mut sock, &mut link, acl, &mut buf, deadline).is_err() {
-            break;
+    bus.close(done).map_err(berr("close"))?;
+    bus.drop_peer(peer.id).map_err(berr("drop"))?;
+    wait_peer(p, bus, peer.id, true, deadline)?;
+
+    // The probe on the new session: echo it, then wait for A's close.
+    let (h, _) = wait_incoming(p, bus, deadline)?;
+    let mut probe = Vec::new();
+    let mut fin = false;
+    while probe.len() < PROBE.len() && !fin {
+        let (f, data) = bus.recv(h, CHUNK as u16).map_err(berr("recv"))?;
+        fin = f;
+        if data.is_empty() && !f {
+            timed_out(p, deadline, "the probe")?;
+            let _ = bus.next_event(EVENT_WAIT_NS);
         }
+        probe.extend_from_slice(&data);
     }
-    close(p, &mut sock);
+    if probe != PROBE {
+        return Err(format!("probe after reconnect: {probe:?}"));
+    }
+    send_all(p, bus, h, &probe, deadline)?;
+    bus.close(h).map_err(berr("close"))?;
+    read_to_end(p, bus, h, deadline, &mut |_| {})?;
+    p.console("SELFTEST: bus reconnect ok");
     Ok(())
 }

@@ -70,6 +70,8 @@ pub const SELF_METRICS: [Spec; 8] = [
 
 /// Bytes moved between a socket and its link per read.
 const IO_CHUNK: usize = 16 * 1024;
+/// How long a dropped session's socket may take to close gracefully.
+const CLOSE_GRACE_NS: u64 = 2_000_000_000;
 
 fn bus_id(d: Dev) -> DeviceId {
     DeviceId(d.to_bytes())
@@ -136,6 +138,9 @@ pub struct Busd<N: Network> {
     seeds: SeedChain,
     control: Vec<ServiceId>,
     listener: Option<N::Socket>,
+    /// Sockets closing gracefully (FIN sent), released once closed or
+    /// after [`CLOSE_GRACE_NS`].
+    closing: Vec<(N::Socket, u64)>,
     ready: bool,
     incoming: Vec<Conn<N::Socket>>,
     peers: Vec<Peer<N::Socket>>,
@@ -208,6 +213,7 @@ impl<N: Network> Busd<N> {
             seeds: SeedChain::new(seed),
             control,
             listener: None,
+            closing: Vec::new(),
             ready: false,
             incoming: Vec::new(),
             peers,
@@ -535,8 +541,11 @@ impl<N: Network> Busd<N> {
         };
         let was_up = matches!(p.state, PeerState::Up(_));
         let state = core::mem::replace(&mut p.state, PeerState::Down);
-        if let PeerState::Up(c) | PeerState::Dialing(c) = state {
-            self.net.release(c.sock);
+        if let PeerState::Up(mut c) | PeerState::Dialing(mut c) = state {
+            // FIN, so the peer learns at once (not at its keepalive timeout).
+            c.sock.close();
+            self.closing
+                .push((c.sock, now.saturating_add(CLOSE_GRACE_NS)));
         }
         let initial = self.cfg.backoff.initial_ms.saturating_mul(1_000_000);
         let max = self.cfg.backoff.max_ms.saturating_mul(1_000_000);
@@ -614,6 +623,18 @@ impl<N: Network> Busd<N> {
         );
         self.buf = buf;
         r.map_err(|_| ())
+    }
+
+    fn tick_closing(&mut self, now: u64) {
+        let closing = core::mem::take(&mut self.closing);
+        for (sock, until) in closing {
+            let st = sock.state();
+            if st == TcpState::Closed || now >= until {
+                self.net.release(sock);
+            } else {
+                self.closing.push((sock, until));
+            }
+        }
     }
 
     fn tick_listener(&mut self, cx: &mut Ctx<'_>) -> bool {
@@ -933,6 +954,7 @@ impl<N: Network> Service for Busd<N> {
     }
 
     fn tick(&mut self, cx: &mut Ctx<'_>) {
+        self.tick_closing(cx.now_ns());
         // Until nothing moves, within a bound per step (other tasks run too).
         for _ in 0..8 {
             let mut worked = self.tick_listener(cx);

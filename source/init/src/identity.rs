@@ -1,0 +1,66 @@
+//! The device secret busd authenticates with.
+//!
+//! Precedence: the `nexus.key` boot argument (test images), else the secret
+//! kept in busd's disk region, else a new one from the boot's entropy. The
+//! region keeps whichever is used when it holds none yet, so a node keeps
+//! its identity across boots. The secret never reaches the console.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use nexus_store::{BlockDevice, StateStore};
+
+/// The tag of the secret's entry in the region.
+const KEY_TAG: &[u8; 6] = b"NXKEY1";
+
+/// Where the secret came from (for the console).
+pub type Source = &'static str;
+
+fn stored(entries: &[Vec<u8>]) -> Option<[u8; 32]> {
+    entries.iter().rev().find_map(|e| {
+        let rest = e.strip_prefix(KEY_TAG.as_slice())?;
+        <[u8; 32]>::try_from(rest).ok()
+    })
+}
+
+/// The device secret, and where it came from.
+pub fn device_secret<D: BlockDevice>(
+    region: Option<D>,
+    boot_arg: Option<[u8; 32]>,
+    entropy: [u8; 32],
+) -> Result<([u8; 32], Source), String> {
+    let Some(dev) = region else {
+        return Ok(match boot_arg {
+            Some(k) => (k, "the boot arguments"),
+            None => (derive(&entropy), "entropy (not kept: no identity region)"),
+        });
+    };
+    let (mut store, _, entries) =
+        StateStore::mount(dev).map_err(|e| alloc::format!("identity region: {e:?}"))?;
+    let kept = stored(&entries);
+    let (secret, source) = match (boot_arg, kept) {
+        (Some(k), _) => (k, "the boot arguments"),
+        (None, Some(k)) => (k, "the identity region"),
+        (None, None) => (derive(&entropy), "entropy (new, kept)"),
+    };
+    if kept != Some(secret) {
+        let mut entry = Vec::with_capacity(38);
+        entry.extend_from_slice(KEY_TAG);
+        entry.extend_from_slice(&secret);
+        store
+            .append(&entry)
+            .and_then(|()| store.flush())
+            .map_err(|e| alloc::format!("identity region: {e:?}"))?;
+    }
+    Ok((secret, source))
+}
+
+/// A secret from entropy, domain-separated from the handshake seeds that
+/// use the same bytes.
+fn derive(entropy: &[u8; 32]) -> [u8; 32] {
+    let mut out = *entropy;
+    for (i, b) in out.iter_mut().enumerate() {
+        *b ^= 0xA5 ^ (i as u8).wrapping_mul(29);
+    }
+    out
+}
