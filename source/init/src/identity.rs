@@ -64,3 +64,29 @@ fn derive(entropy: &[u8; 32]) -> [u8; 32] {
     }
     out
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use nexus_store::MemDisk;
+
+    #[test]
+    fn the_secret_is_kept_and_the_boot_argument_wins() {
+        let mut disk = MemDisk::new(64);
+        // First boot, no argument: a new secret from entropy, kept.
+        let (s1, src) = device_secret(Some(&mut disk), None, [7; 32]).unwrap();
+        assert_eq!(src, "entropy (new, kept)");
+        // Next boot: the kept one, whatever the entropy.
+        let (s2, src) = device_secret(Some(&mut disk), None, [9; 32]).unwrap();
+        assert_eq!((s2, src), (s1, "the identity region"));
+        // A boot argument wins, and is kept from then on.
+        let (s3, src) = device_secret(Some(&mut disk), Some([1; 32]), [9; 32]).unwrap();
+        assert_eq!((s3, src), ([1; 32], "the boot arguments"));
+        let (s4, src) = device_secret(Some(&mut disk), None, [9; 32]).unwrap();
+        assert_eq!((s4, src), ([1; 32], "the identity region"));
+        // Without a region nothing is kept.
+        let (s5, _) = device_secret(None::<MemDisk>, None, [7; 32]).unwrap();
+        assert_eq!(s5, s1, "same entropy, same derivation");
+    }
+}
