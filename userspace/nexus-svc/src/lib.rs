@@ -99,6 +99,9 @@ pub struct ShellStats {
     pub flush_failures: u64,
     /// Self-metric reports sent.
     pub reports: u64,
+    /// Steps in which the service said it made progress on its own
+    /// (sockets, timers), so the shell runs it again without waiting.
+    pub progress: u64,
 }
 
 /// The service's view of the world during one call.
@@ -164,6 +167,12 @@ impl<'a> Ctx<'a> {
     /// Reports an outcome (e.g. a reject status, for markers and counts).
     pub fn event(&mut self, e: Event) {
         self.events.push(e);
+    }
+
+    /// Says the service moved something outside IPC (bytes on a socket):
+    /// the shell's scheduler runs it again soon instead of waiting.
+    pub fn progressed(&mut self) {
+        self.stats.progress = self.stats.progress.saturating_add(1);
     }
 }
 

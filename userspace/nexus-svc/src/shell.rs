@@ -23,12 +23,14 @@ pub struct StepReport {
     pub saved: u32,
     /// Frames the service sent (replies, exports, reports).
     pub sent: u32,
+    /// The service made progress outside IPC ([`crate::Ctx::progressed`]).
+    pub progressed: bool,
 }
 
 impl StepReport {
     /// Whether the step did anything (a scheduler polls again if so).
     pub fn worked(&self) -> bool {
-        self.frames > 0 || self.saved > 0 || self.sent > 0
+        self.frames > 0 || self.saved > 0 || self.sent > 0 || self.progressed
     }
 }
 
@@ -109,6 +111,7 @@ impl<S: Service, P: Persist<S>> Shell<S, P> {
     ) -> StepReport {
         let mut out = StepReport::default();
         let mut sent = 0u32;
+        let progress_before = self.stats.progress;
         while let Some(frame) = ep.try_recv() {
             out.frames = out.frames.saturating_add(1);
             self.stats.frames = self.stats.frames.saturating_add(1);
@@ -140,6 +143,7 @@ impl<S: Service, P: Persist<S>> Shell<S, P> {
             }
         }
         out.sent = sent;
+        out.progressed = self.stats.progress != progress_before;
         for e in core::mem::take(&mut self.events) {
             let s = match e {
                 Event::Rejected(s) => s,

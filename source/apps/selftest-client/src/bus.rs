@@ -285,6 +285,7 @@ fn node_a<P: Platform, N: Network, E: Endpoint>(
     // The 1 MiB stream through busd.
     let (before, _) = bus.stats().map_err(berr("stats"))?;
     let h = open(p, bus, peer.id, Some(TRACEPARENT), deadline)?;
+    let t0 = p.now_ns();
     let mut gen = ByteStream::new(SEED);
     let mut sum = Fnv1a64::default();
     let mut chunk = vec![0u8; CHUNK];
@@ -301,6 +302,7 @@ fn node_a<P: Platform, N: Network, E: Endpoint>(
     let mut reply = Vec::new();
     read_to_end(p, bus, h, deadline, &mut |d| reply.extend_from_slice(d))?;
     let ours = sum.finish();
+    let guest_ns = p.now_ns().saturating_sub(t0).max(1);
     let got = parse_stream_reply(reply.get(..STREAM_REPLY_LEN).unwrap_or_default());
     if got != Some((STREAM_BYTES, ours)) || reply.len() != STREAM_REPLY_LEN {
         return Err(format!(
@@ -317,7 +319,9 @@ fn node_a<P: Platform, N: Network, E: Endpoint>(
         ));
     }
     p.console(&format!(
-        "runtime: mux stream {STREAM_BYTES} bytes, checksum {ours:016x}, {stalls} credit stalls"
+        "runtime: stream via busd {STREAM_BYTES} bytes in {} ms guest time ({} KiB/s), checksum {ours:016x}, {stalls} credit stalls",
+        guest_ns / 1_000_000,
+        STREAM_BYTES.saturating_mul(1_000_000_000) / guest_ns / 1024
     ));
     p.console("SELFTEST: mux stream ok");
 

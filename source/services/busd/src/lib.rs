@@ -15,10 +15,14 @@
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
 
 pub mod config;
 pub mod seeds;
 pub mod service;
+#[cfg(feature = "std")]
+pub mod testkit;
 
 pub use config::Config;
 pub use service::Busd;

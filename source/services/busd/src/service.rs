@@ -965,6 +965,7 @@ impl<N: Network> Service for Busd<N> {
             if !worked {
                 break;
             }
+            cx.progressed();
         }
     }
 

@@ -5,10 +5,9 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
+#![cfg(feature = "std")]
 
-mod common;
-
-use common::*;
+use busd::testkit::*;
 use nexus_bus::proto::{self, BusEvent, Handle, RESET_PEER_DOWN};
 use nexus_bus::{BusClient, BusError, DeviceId};
 use nexus_ipc::host::HostEndpoint;

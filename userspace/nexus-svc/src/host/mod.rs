@@ -23,15 +23,18 @@ pub fn serve<S: Service, P: Persist<S>, E: Endpoint, C: Clock>(
     console: &mut dyn FnMut(&str),
 ) {
     let mut held = None;
+    let mut busy = false;
     while !stop.load(Ordering::Relaxed) {
-        if held.is_none() {
+        // A step that made progress is followed at once by another; an
+        // idle one waits for a frame (or `poll_ns`, for ticks).
+        if held.is_none() && !busy {
             held = ep.recv_timeout(poll_ns);
         }
         let mut front = Front {
             ep: &mut *ep,
             first: held.take(),
         };
-        shell.step(&mut front, clock.now_ns(), console);
+        busy = shell.step(&mut front, clock.now_ns(), console).worked();
     }
 }
 

@@ -1,19 +1,20 @@
-//! Two busd on loopback TCP, each on its own in-process bus and thread, with
-//! client endpoints for the test's "services".
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    dead_code
-)]
+//! Test and bench support (feature `std`): busd nodes on loopback TCP,
+//! each on its own in-process bus and thread, with client endpoints for
+//! the "services". Setup failures panic: this is harness code, never on a
+//! service path.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::format;
+use std::string::{String, ToString};
+use std::vec;
+use std::vec::Vec;
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use busd::{Busd, Config};
+use crate::{Busd, Config};
 use dsoftbus::identity::DeviceKey;
 use nexus_bounds::Clock;
 use nexus_bus::{BusClient, DeviceId};
@@ -25,7 +26,11 @@ use nexus_svc::host::serve;
 use nexus_svc::{InMemory, Links, Shell};
 
 pub const TIMEOUT: u64 = 5_000_000_000;
+/// How long an idle host busd waits for a frame before it polls its
+/// sockets again (the host shell does not wait on socket readiness).
+pub const POLL_NS: u64 = 50_000;
 
+#[derive(Debug)]
 pub struct WallClock(Instant);
 impl Clock for WallClock {
     fn now_ns(&self) -> u64 {
@@ -75,6 +80,7 @@ pub fn config(port: u16, peers: &[([u8; 32], u16, &[&str])], per_service: u32) -
 }
 
 /// One node: its bus, busd on a thread, its console.
+#[derive(Debug)]
 pub struct Node {
     pub bus: HostBus,
     pub busd: nexus_ipc::ServiceId,
@@ -106,7 +112,7 @@ impl Node {
             .unwrap();
             let mut shell = Shell::new(b, InMemory, Links::new());
             let clock = WallClock(Instant::now());
-            serve(&mut shell, &mut ep, &clock, &s2, 1_000_000, &mut |l| {
+            serve(&mut shell, &mut ep, &clock, &s2, POLL_NS, &mut |l| {
                 c2.lock().unwrap().push(l.to_string())
             });
         });
