@@ -10,8 +10,10 @@
 
 extern crate alloc;
 
+pub mod agent;
 pub mod client;
 pub mod proto;
 
+pub use agent::{AgentEvent, BusAgent};
 pub use client::{BusClient, BusError};
 pub use proto::{BusEvent, DeviceId, Handle};
