@@ -7,7 +7,7 @@ NO_STD_CRATES := -p nexus-wire -p nexus-bounds -p nexus-ipc -p nexus-svc -p nexu
 KERNEL = $(shell scripts/target-dir.sh)/$(RISCV_TARGET)/release/nexus-kernel
 RUN_IMG := out/run.img
 
-.PHONY: run demo test deps qemu-deps fmt-check clippy host-test riscv harness-test qemu-test bench bench-scale
+.PHONY: run demo test deps qemu-deps alerts-deps alerts-test fmt-check clippy host-test riscv harness-test qemu-test bench bench-scale
 
 ## Runs the system: boots the RISC-V image under QEMU on a persistent disk
 ## (out/run.img) and shows the console. Run it twice: the second boot
@@ -25,8 +25,18 @@ demo: deps
 	cargo run --release -p nexus-obs-demo
 
 ## Runs every check CI runs.
-test: deps fmt-check clippy host-test riscv harness-test qemu-test
+test: deps fmt-check clippy host-test riscv harness-test alerts-test qemu-test
 	@echo "make test: all checks passed"
+
+alerts-deps:
+	@command -v promtool >/dev/null || { \
+		SUDO=; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+## The stack's alert rules, checked and unit-tested with the real promtool.
+alerts-test: alerts-deps
+	promtool check rules recipes/observability/alerts.yml
+	promtool test rules recipes/observability/tests/alerts_test.yml
 
 qemu-deps:
 	@command -v qemu-system-riscv64 >/dev/null || { \
