@@ -25,7 +25,7 @@ demo: deps
 	cargo run --release -p nexus-obs-demo
 
 ## Runs every check CI runs.
-test: deps fmt-check clippy host-test riscv harness-test alerts-test qemu-test
+test: deps fmt-check clippy alerts-test host-test riscv harness-test qemu-test
 	@echo "make test: all checks passed"
 
 alerts-deps:
