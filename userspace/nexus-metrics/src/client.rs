@@ -370,29 +370,54 @@ pub struct FlushStats {
     pub spans_dropped: u64,
 }
 
-/// FNV-1a over kind, name and the labels sorted by key (no allocation:
-/// at most `MAX_LABELS` labels, else `None`). Collisions are resolved by
+/// A fingerprint of kind, name and labels that does not depend on the
+/// labels' order and allocates nothing: FxHash (word at a time) of the
+/// name, plus a commutative sum of the hashes of each label pair.
+/// At most `MAX_LABELS` labels, else `None`. Collisions are resolved by
 /// comparing the full key.
 fn fingerprint(kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
-    let mut sorted: [(&str, &str); crate::types::MAX_LABELS] = [("", ""); crate::types::MAX_LABELS];
-    let sorted = sorted.get_mut(..labels.len())?;
-    sorted.copy_from_slice(labels);
-    sorted.sort_unstable();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for b in bytes.iter().chain(&[0xff]) {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
-    eat(&[kind as u8]);
-    eat(name.as_bytes());
-    for (k, v) in sorted.iter() {
-        eat(k.as_bytes());
-        eat(v.as_bytes());
+    use core::hash::Hasher;
+    if labels.len() > crate::types::MAX_LABELS {
+        return None;
     }
-    Some(h)
+    let mut h = rustc_hash::FxHasher::default();
+    h.write_u8(kind as u8);
+    h.write(name.as_bytes());
+    h.write_usize(labels.len());
+    let mut pairs = 0u64;
+    for (k, v) in labels {
+        let mut p = rustc_hash::FxHasher::default();
+        p.write(k.as_bytes());
+        p.write_u8(0xff);
+        p.write(v.as_bytes());
+        // A sum does not depend on the order; a rare collision only costs
+        // the full comparison that follows.
+        pairs = pairs.wrapping_add(p.finish());
+    }
+    h.write_u64(pairs);
+    Some(h.finish())
 }
+
+/// The fingerprint is already a hash: the index table uses it as is.
+#[derive(Debug, Clone, Copy, Default)]
+struct FingerprintHasher(u64);
+
+impl core::hash::Hasher for FingerprintHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type FastIndex =
+    hashbrown::HashMap<u64, Vec<(Key, Cell)>, core::hash::BuildHasherDefault<FingerprintHasher>>;
 
 #[derive(Debug, Clone)]
 enum Cell {
@@ -412,7 +437,7 @@ pub struct Metrics<E, C: Clock> {
     cells: BTreeMap<Key, Cell>,
     /// The same cells by a fingerprint of the borrowed key, so a lookup of
     /// an already resolved handle allocates nothing.
-    fast: BTreeMap<u64, Vec<(Key, Cell)>>,
+    fast: FastIndex,
     /// Help texts set by [`Metrics::describe`], sent with the next
     /// registration of their name.
     help: BTreeMap<MetricName, Help>,
@@ -439,7 +464,7 @@ impl<E: Endpoint, C: Clock> Metrics<E, C> {
             tracer,
             cfg,
             cells: BTreeMap::new(),
-            fast: BTreeMap::new(),
+            fast: FastIndex::default(),
             help: BTreeMap::new(),
             stats: FlushStats::default(),
         }
@@ -502,10 +527,11 @@ impl<E: Endpoint, C: Clock> Metrics<E, C> {
             .get(&fp)?
             .iter()
             .find(|(k, _)| {
+                // Stored labels have unique keys: equal lengths and every
+                // given pair present means the same set.
                 k.0 == kind
                     && k.1.as_str() == name
                     && k.2.len() == labels.len()
-                    && k.2.iter().all(|kv| labels.contains(&kv))
                     && labels
                         .iter()
                         .all(|(lk, lv)| k.2.iter().any(|(kk, kv)| kk == *lk && kv == *lv))
