@@ -466,11 +466,13 @@ impl Registry {
                     Some(k) => family.series.range((Bound::Included(k), Bound::Unbounded)),
                     None => family.series.range(..),
                 };
-                range.filter_map(move |(k, slot)| {
+                // Only the range's first series can be the family's first
+                // (compare keys once, not per series).
+                range.enumerate().filter_map(move |(j, (k, slot))| {
                     Some(Walked {
                         name,
                         family,
-                        first: Some(k) == first_key,
+                        first: j == 0 && Some(k) == first_key,
                         series: self.slots.get(*slot as usize)?,
                     })
                 })

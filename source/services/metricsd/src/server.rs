@@ -812,11 +812,10 @@ impl Metricsd {
             labels: all.get(..n).unwrap_or(&[]),
             value,
         };
-        // The registry keeps every series valid; were one not, its lines
-        // (and a header written for it) are left out rather than cut.
-        if expo::write_one(out, name, kind, &series).is_err() {
-            out.truncate(mark);
-        }
+        // The registry validated name, labels (grammar, `le`, duplicates)
+        // and value at registration; the header was checked above.
+        let _ = mark;
+        expo::write_registered(out, name, &series);
     }
 
     /// Writes units from `pos` while the text stays within `budget` (at
@@ -875,7 +874,8 @@ impl Metricsd {
 
     /// The whole exposition (host tools).
     pub fn exposition(&self) -> String {
-        let mut text = String::new();
+        // About 80 bytes a series: one allocation for most scrapes.
+        let mut text = String::with_capacity(self.registry.len().saturating_mul(80));
         let _ = self.write_page(Pos::Own(0), usize::MAX, &mut text);
         text
     }
