@@ -775,7 +775,6 @@ impl Metricsd {
             MetricKind::Histogram => expo::Kind::Histogram,
         };
         let name = w.name.as_str();
-        let mark = out.len();
         if w.first {
             let help = if f.help.is_empty() {
                 name
@@ -814,7 +813,6 @@ impl Metricsd {
         };
         // The registry validated name, labels (grammar, `le`, duplicates)
         // and value at registration; the header was checked above.
-        let _ = mark;
         expo::write_registered(out, name, &series);
     }
 
