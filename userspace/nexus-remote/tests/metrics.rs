@@ -599,7 +599,7 @@ fn bytes_per_sample_against_prometheus_text() {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            if state % 10 != 0 {
+            if !state.is_multiple_of(10) {
                 continue;
             }
             changed.push(i);
