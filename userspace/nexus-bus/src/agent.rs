@@ -255,3 +255,72 @@ impl BusAgent {
         })
     }
 }
+
+/// Bytes a service writes to one stream through a [`BusAgent`], one SEND
+/// in flight at a time: the stream's credit decides how fast they go, and
+/// a SEND that finds none waits for `Writable`.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    out: Vec<u8>,
+    sent: usize,
+    in_flight: bool,
+    blocked: bool,
+}
+
+impl Outbox {
+    /// An empty outbox.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Nothing waits to be written.
+    pub fn is_empty(&self) -> bool {
+        self.out.is_empty()
+    }
+
+    /// Bytes still to write.
+    pub fn pending(&self) -> usize {
+        self.out.len().saturating_sub(self.sent)
+    }
+
+    /// Queues `bytes` (call only when [`Outbox::is_empty`]; otherwise they
+    /// are appended).
+    pub fn load(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// Issues the next SEND if none is in flight and credit is not known
+    /// to be missing.
+    pub fn pump(
+        &mut self,
+        agent: &mut BusAgent,
+        send: &mut dyn FnMut(ServiceId, &[u8]) -> bool,
+        handle: Handle,
+    ) {
+        if self.is_empty() || self.in_flight || self.blocked {
+            return;
+        }
+        let end = self
+            .out
+            .len()
+            .min(self.sent.saturating_add(proto::MAX_DATA));
+        let part = self.out.get(self.sent..end).unwrap_or_default();
+        self.in_flight = agent.send(send, handle, part);
+    }
+
+    /// busd took `n` bytes of the SEND in flight.
+    pub fn on_sent(&mut self, n: usize) {
+        self.in_flight = false;
+        self.sent = self.sent.saturating_add(n);
+        if self.sent >= self.out.len() {
+            self.out.clear();
+            self.sent = 0;
+        }
+        self.blocked = n == 0;
+    }
+
+    /// The stream has credit again.
+    pub fn on_writable(&mut self) {
+        self.blocked = false;
+    }
+}

@@ -14,6 +14,6 @@ pub mod agent;
 pub mod client;
 pub mod proto;
 
-pub use agent::{AgentEvent, BusAgent};
+pub use agent::{AgentEvent, BusAgent, Outbox};
 pub use client::{BusClient, BusError};
 pub use proto::{BusEvent, DeviceId, Handle};

@@ -21,6 +21,7 @@ pub mod config;
 pub mod host;
 pub mod journal;
 pub mod persist;
+pub mod remote;
 pub mod server;
 pub mod service;
 

@@ -12,10 +12,13 @@ use nexus_metrics::MetricKind;
 use nexus_svc::{Ctx, Event, Service};
 use nexus_wire::Status;
 
+use crate::remote::LogsServer;
 use crate::server::Logd;
 
 /// The name logd registers and prints under.
 pub const NAME: &str = "logd";
+/// The link to busd: with it, logd serves `obs.logs` to other nodes.
+pub const BUSD: &str = "busd";
 
 /// The metrics logd reports about itself.
 pub const SELF_METRICS: [Spec; 6] = [
@@ -53,6 +56,8 @@ pub struct LogdService {
     /// The service core.
     pub logd: Logd,
     unsaved: Vec<u64>,
+    /// The `obs.logs` server, once a busd link is seen.
+    remote: Option<LogsServer>,
 }
 
 impl LogdService {
@@ -61,7 +66,13 @@ impl LogdService {
         Self {
             logd,
             unsaved: Vec::new(),
+            remote: None,
         }
+    }
+
+    /// The `obs.logs` server, when logd has a busd link.
+    pub fn remote(&self) -> Option<&LogsServer> {
+        self.remote.as_ref()
     }
 
     /// Takes the ids of the records appended since the last call, oldest
@@ -77,6 +88,11 @@ impl Service for LogdService {
     }
 
     fn handle(&mut self, cx: &mut Ctx<'_>, sender: ServiceId, frame: &[u8]) {
+        if let Some(r) = self.remote.as_mut() {
+            if r.on_frame(cx, &self.logd, sender, frame) {
+                return;
+            }
+        }
         let h = self.logd.handle(cx.now_ns(), sender, frame);
         if let Some(id) = h.appended {
             self.unsaved.push(id);
@@ -88,6 +104,15 @@ impl Service for LogdService {
         }
         if let Some(s) = h.status.filter(|s| *s != Status::Ok) {
             cx.event(Event::Rejected(s));
+        }
+    }
+
+    fn tick(&mut self, cx: &mut Ctx<'_>) {
+        if self.remote.is_none() {
+            self.remote = cx.link(BUSD).map(LogsServer::new);
+        }
+        if let Some(r) = self.remote.as_mut() {
+            r.tick(cx, &self.logd);
         }
     }
 

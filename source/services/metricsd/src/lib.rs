@@ -21,6 +21,7 @@ pub mod config;
 pub mod expo;
 pub mod persist;
 pub mod registry;
+pub mod remote;
 pub mod retention;
 pub mod rollup;
 pub mod server;

@@ -11,12 +11,15 @@ use nexus_log::proto::{self, AppendRequest};
 use nexus_svc::{Ctx, Event, Service};
 use nexus_wire::Status;
 
+use crate::remote::MetricsServer;
 use crate::server::Metricsd;
 
 /// The name metricsd registers and prints under.
 pub const NAME: &str = "metricsd";
 /// The link exports go to.
 pub const LOGD: &str = "logd";
+/// The link to busd: with it, metricsd serves `obs.metrics`.
+pub const BUSD: &str = "busd";
 
 /// Counters of the export path.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -40,6 +43,7 @@ pub struct MetricsdService {
     resume_ns: u64,
     nonce: u64,
     exports: ExportStats,
+    remote: Option<MetricsServer>,
 }
 
 impl MetricsdService {
@@ -51,6 +55,7 @@ impl MetricsdService {
             resume_ns,
             nonce: 0,
             exports: ExportStats::default(),
+            remote: None,
         }
     }
 
@@ -100,6 +105,11 @@ impl Service for MetricsdService {
     }
 
     fn handle(&mut self, cx: &mut Ctx<'_>, sender: ServiceId, frame: &[u8]) {
+        if let Some(r) = self.remote.as_mut() {
+            if r.on_frame(cx, sender, frame) {
+                return;
+            }
+        }
         let now = self.time(cx.now_ns());
         let h = self.core.handle(now, sender, frame);
         if let Some(s) = h.status.filter(|s| *s != Status::Ok) {
@@ -118,6 +128,12 @@ impl Service for MetricsdService {
         let now = self.time(cx.now_ns());
         self.core.tick(now);
         self.export(cx);
+        if self.remote.is_none() {
+            self.remote = cx.link(BUSD).map(MetricsServer::new);
+        }
+        if let Some(r) = self.remote.as_mut() {
+            r.tick(cx, &self.core, now);
+        }
     }
 
     fn discard_unsaved(&mut self) {
