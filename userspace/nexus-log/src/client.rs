@@ -146,7 +146,7 @@ impl<E: Endpoint> LogdClient<E> {
 
     /// Reads one page.
     pub fn query(&mut self, q: &QueryRequest) -> Result<QueryPage, ClientError> {
-        match self.call(|n| Ok(proto::encode_query(n, q)))? {
+        match self.call(|n| Ok(proto::encode_query_version(n, proto::VERSION_TYPED, q)))? {
             Reply::Page(p) => Ok(p),
             _ => Err(ClientError::BadReply),
         }

@@ -12,7 +12,7 @@
 //! | `span_id`   | only if the record has a `span_id` field           |
 //! | `sender`    | the transport-stamped sender id (number)           |
 //! | `id`        | the journal record id (number)                     |
-//! | *fields*    | every other field, as a string, in key order       |
+//! | *fields*    | every other field in key order: typed values (`:i`, `:f`, `:b`) as JSON numbers and booleans, strings as strings |
 //!
 //! Keys are unique by construction: fields can not use the reserved keys,
 //! and `trace_id`/`span_id` are emitted once. String escaping is done by
@@ -21,7 +21,7 @@
 use alloc::string::String;
 use core::fmt::Write as _;
 
-use crate::fields::Fields;
+use crate::fields::{FieldType, Fields};
 use crate::record::Record;
 use crate::Level;
 
@@ -81,14 +81,19 @@ fn render(
     if let Some((sender, id)) = origin {
         let _ = write!(out, ",\"sender\":{sender},\"id\":{id}");
     }
-    for (k, v) in fields.iter() {
+    for (k, ty, v) in fields.iter_typed() {
         if k == "trace_id" || k == "span_id" {
             continue;
         }
         out.push(',');
         push_str(out, k);
         out.push(':');
-        push_str(out, v);
+        match ty {
+            // Validated by the fields grammar: an integer, a JSON number
+            // (finite), `true` or `false` — each a JSON value as written.
+            FieldType::Int | FieldType::Float | FieldType::Bool => out.push_str(v),
+            FieldType::Str => push_str(out, v),
+        }
     }
     out.push('}');
 }
@@ -182,6 +187,52 @@ mod tests {
              \"message\":\"routed\",\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\
              \"span_id\":\"00f067aa0ba902b7\",\"sender\":3,\"id\":7,\"ms\":\"12\"}"
         );
+    }
+
+    #[test]
+    fn typed_values_are_json_numbers_and_booleans() {
+        use crate::{info, Event, Log};
+        #[derive(Default)]
+        struct V(alloc::vec::Vec<Event>);
+        impl Log for V {
+            fn log(&mut self, e: Event) {
+                self.0.push(e)
+            }
+        }
+        let mut log = V::default();
+        let big = u64::MAX;
+        let text = alloc::string::String::from("200");
+        info!(log, "x"; status = 200, ok = true, celsius = 20.5, cold = -3i8, big = big,
+              small = 0.1f32, nan = f64::NAN, inf = f64::INFINITY, code = "200", s = text,
+              whole = 20.0);
+        let fields = log.0[0].fields.clone().unwrap();
+        assert_eq!(
+            fields.as_str(),
+            "big:i=18446744073709551615\ncelsius:f=20.5\ncode=200\ncold:i=-3\ninf=inf\nnan=NaN\n\
+             ok:b=true\ns=200\nsmall:f=0.1\nstatus:i=200\nwhole:f=20.0\n"
+        );
+        assert_eq!(Fields::parse(fields.as_str()), Ok(fields.clone()));
+        let line = event_to_json(0, Level::Info, "t", "x", &fields);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["status"], serde_json::json!(200));
+        assert_eq!(v["ok"], serde_json::json!(true));
+        assert_eq!(v["celsius"], serde_json::json!(20.5));
+        assert_eq!(v["whole"], serde_json::json!(20.0));
+        assert_eq!(v["cold"], serde_json::json!(-3));
+        assert_eq!(v["big"], serde_json::json!(u64::MAX));
+        assert_eq!(v["small"].as_f64(), Some(0.1));
+        assert_eq!(v["nan"], serde_json::json!("NaN"));
+        assert_eq!(v["inf"], serde_json::json!("inf"));
+        // Strings stay strings, even when they look like numbers.
+        assert_eq!(v["code"], serde_json::json!("200"));
+        assert_eq!(v["s"], serde_json::json!("200"));
+        assert!(line.contains("\"status\":200,"), "{line}");
+        // The version 1 view of the same fields is all strings.
+        let old = fields.untyped();
+        assert!(!old.has_types());
+        let v1: serde_json::Value =
+            serde_json::from_str(&event_to_json(0, Level::Info, "t", "x", &old)).unwrap();
+        assert_eq!(v1["status"], serde_json::json!("200"));
     }
 
     proptest! {

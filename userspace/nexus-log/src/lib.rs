@@ -3,7 +3,9 @@
 //! * [`Record`] / [`Event`]: what logd stores, and what a client produces.
 //! * [`fields`]: the `key=value\n` convention for structured fields.
 //! * [`proto`]: the logd wire contract, shared by clients and the server.
-//! * [`json`]: JSON lines with the standard fields.
+//! * [`json`]: JSON lines with the standard fields (typed values as JSON
+//!   numbers and booleans).
+//! * [`limits`]: the record limits every logd guarantees.
 //! * [`Log`]: the one trait loggers implement; [`LogdSink`] sends to logd,
 //!   [`RateLimited`] wraps any `Log`. Compose them like `tracing` layers.
 //! * [`LogdClient`]: request/reply access to logd (APPEND, QUERY, STATS).
@@ -14,10 +16,10 @@
 //! # #[derive(Default)] struct Vec_(Vec<Event>);
 //! # impl Log for Vec_ { fn log(&mut self, e: Event) { self.0.push(e) } }
 //! let mut log = Vec_::default();
-//! info!(log, "routed {} bytes", 12; peer = 7, "net.proto" = "tcp");
+//! info!(log, "routed {} bytes", 12; peer = 7, "net.proto" = "tcp", ok = true);
 //! let e = &log.0[0];
 //! assert_eq!(e.message, "routed 12 bytes");
-//! assert_eq!(e.fields.as_ref().unwrap().as_str(), "net.proto=tcp\npeer=7\n");
+//! assert_eq!(e.fields.as_ref().unwrap().as_str(), "net.proto=tcp\nok:b=true\npeer:i=7\n");
 //! ```
 #![no_std]
 #![forbid(unsafe_code)]
@@ -30,13 +32,14 @@ pub mod client;
 pub mod fields;
 pub mod json;
 mod level;
+pub mod limits;
 pub mod proto;
 pub mod ratelimit;
 mod record;
 pub mod sink;
 
 pub use client::{ClientError, LogdClient};
-pub use fields::{FieldError, Fields, FieldsBuilder};
+pub use fields::{FieldError, FieldType, Fields, FieldsBuilder, Value};
 pub use level::Level;
 pub use ratelimit::{RateLimitConfig, RateLimited};
 pub use record::{Event, Record};
@@ -67,6 +70,78 @@ impl<L: Log + ?Sized> Log for &mut L {
 pub mod __private {
     pub use alloc::borrow::Cow;
     pub use alloc::format;
+
+    use crate::fields::{FieldsBuilder, Value};
+
+    /// A macro field value, for choosing typed or `Display` at the call
+    /// site (autoref specialization: [`TypedArg`] is found before
+    /// [`DisplayArg`], which needs one more reference).
+    pub struct FieldArg<'a, T: ?Sized>(pub &'a T);
+
+    impl<T: ?Sized> core::fmt::Debug for FieldArg<'_, T> {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.write_str("FieldArg")
+        }
+    }
+
+    /// Numbers and booleans: logged as typed values.
+    pub trait IntoValue {
+        /// The typed value.
+        fn value(&self) -> Value<'_>;
+    }
+
+    macro_rules! into_value {
+        ($variant:ident as $wide:ty: $($t:ty),*) => {$(
+            impl IntoValue for $t {
+                fn value(&self) -> Value<'_> {
+                    Value::$variant(<$wide>::from(*self))
+                }
+            }
+        )*};
+    }
+    into_value!(I64 as i64: i8, i16, i32, i64);
+    into_value!(U64 as u64: u8, u16, u32, u64);
+    into_value!(F64 as f64: f64);
+    into_value!(F32 as f32: f32);
+    into_value!(Bool as bool: bool);
+
+    impl IntoValue for isize {
+        fn value(&self) -> Value<'_> {
+            Value::I64(i64::try_from(*self).unwrap_or(i64::MAX))
+        }
+    }
+    impl IntoValue for usize {
+        fn value(&self) -> Value<'_> {
+            Value::U64(u64::try_from(*self).unwrap_or(u64::MAX))
+        }
+    }
+    impl<T: IntoValue + ?Sized> IntoValue for &T {
+        fn value(&self) -> Value<'_> {
+            (**self).value()
+        }
+    }
+
+    /// Typed values win.
+    pub trait TypedArg {
+        /// Adds the field.
+        fn __put(&self, b: &mut FieldsBuilder, key: &str);
+    }
+    impl<T: IntoValue + ?Sized> TypedArg for FieldArg<'_, T> {
+        fn __put(&self, b: &mut FieldsBuilder, key: &str) {
+            b.insert_value(key, self.0.value());
+        }
+    }
+
+    /// Anything else `Display` is a string.
+    pub trait DisplayArg {
+        /// Adds the field.
+        fn __put(&self, b: &mut FieldsBuilder, key: &str);
+    }
+    impl<T: core::fmt::Display + ?Sized> DisplayArg for &FieldArg<'_, T> {
+        fn __put(&self, b: &mut FieldsBuilder, key: &str) {
+            b.insert_display(key, &self.0);
+        }
+    }
 }
 
 #[doc(hidden)]
@@ -82,8 +157,9 @@ macro_rules! __field_key {
 
 /// Logs an event at a given level:
 /// `log!(logger, level, [target: "t",] "format {}", args...; key = value, "dotted.key" = value)`.
-/// Field values are anything `Display`; the format string is the event's
-/// rate-limit key.
+/// Field values are integers, floats and booleans (typed values: JSON
+/// numbers and booleans) or anything else `Display` (strings); the format
+/// string is the event's rate-limit key.
 #[macro_export]
 macro_rules! log {
     ($logger:expr, $level:expr, target: $target:expr, $fmt:literal $(, $arg:expr)* $(; $($k:tt = $v:expr),* $(,)?)?) => {{
@@ -91,7 +167,11 @@ macro_rules! log {
         if $crate::Log::enabled(&$logger, __lvl) {
             #[allow(unused_mut)]
             let mut __f = $crate::FieldsBuilder::new();
-            $($( __f.insert_display($crate::__field_key!($k), &$v); )*)?
+            $($( {
+                #[allow(unused_imports)]
+                use $crate::__private::{DisplayArg as _, TypedArg as _};
+                (&$crate::__private::FieldArg(&$v)).__put(&mut __f, $crate::__field_key!($k));
+            } )*)?
             $crate::Log::log(&mut $logger, $crate::Event {
                 level: __lvl,
                 target: $crate::__private::Cow::Borrowed($target),

@@ -1,4 +1,4 @@
-//! The logd wire contract (version 1), used by both the clients in this
+//! The logd wire contract (versions 1 and 2), used by both the clients in this
 //! crate and the logd server. Layouts are documented byte by byte in
 //! `docs/observability/logd.md`; the summary:
 //!
@@ -13,6 +13,11 @@
 //! reply    header with op | 0x80 and the request's nonce, then status u8,
 //!          then (only when status = ok) the op's reply body.
 //! ```
+//!
+//! Version 2 has the same layouts; it only allows typed field values
+//! (`key:i=…`, see [`crate::fields`]) in APPEND fields and in the records of
+//! a QUERY reply. A frame is sent in version 1 whenever its fields have no
+//! typed value, so such frames are byte for byte what version 1 peers send.
 //!
 //! Decoders check structure only (lengths, UTF-8, flag values, trailing
 //! bytes) and never panic; semantic limits are logd's policy and produce the
@@ -30,8 +35,25 @@ use crate::Level;
 
 /// Protocol tag.
 pub const MAGIC: [u8; 2] = *b"LG";
-/// The version this crate speaks.
+/// The base version: fields are strings only.
 pub const VERSION: u8 = 1;
+/// The version with typed field values (same layouts as [`VERSION`]).
+pub const VERSION_TYPED: u8 = 2;
+
+/// True for the versions this crate speaks.
+pub const fn is_supported(version: u8) -> bool {
+    version == VERSION || version == VERSION_TYPED
+}
+
+/// The version of a reply to a request of `version`: the same version if
+/// it is supported, else the highest one (so the requester learns it).
+pub const fn reply_version(version: u8) -> u8 {
+    if is_supported(version) {
+        version
+    } else {
+        VERSION_TYPED
+    }
+}
 
 /// Request ops.
 pub mod op {
@@ -128,7 +150,7 @@ pub enum RequestError {
 /// Decodes a request frame. Never panics.
 pub fn decode_request(frame: &[u8]) -> Result<(Header, Request<'_>), RequestError> {
     let (h, body) = Header::parse(frame, MAGIC).map_err(|_| RequestError::NoHeader)?;
-    if h.version != VERSION || h.is_reply() {
+    if !is_supported(h.version) || h.is_reply() {
         return Err(RequestError::Unsupported(h));
     }
     let mut r = Reader::new(body);
@@ -182,8 +204,9 @@ fn header(op: u8, nonce: u64) -> Header {
     Header::request(MAGIC, VERSION, op, nonce)
 }
 
-/// Encodes an APPEND (or one-way APPEND). Fails only if a string is longer
-/// than its length prefix allows.
+/// Encodes an APPEND (or one-way APPEND): in version 1 when the fields have
+/// no typed value (the exact version 1 frame), else in version 2. Fails
+/// only if a string is longer than its length prefix allows.
 pub fn encode_append(
     nonce: u64,
     oneway: bool,
@@ -194,10 +217,15 @@ pub fn encode_append(
     } else {
         op::APPEND
     };
+    let version = if crate::fields::text_has_types(body.fields) {
+        VERSION_TYPED
+    } else {
+        VERSION
+    };
     let mut out =
         Vec::with_capacity(17 + body.target.len() + body.message.len() + body.fields.len());
     Writer::new(&mut out)
-        .header(&header(op, nonce))
+        .header(&Header::request(MAGIC, version, op, nonce))
         .u8(body.level)
         .str_u8(body.target)
         .str_u16(body.message)
@@ -206,12 +234,19 @@ pub fn encode_append(
     Ok(out)
 }
 
-/// Encodes a QUERY.
+/// Encodes a QUERY in version 1: the reply's records carry every field
+/// value as a string (typed values lose their marker).
 pub fn encode_query(nonce: u64, q: &QueryRequest) -> Vec<u8> {
+    encode_query_version(nonce, VERSION, q)
+}
+
+/// Encodes a QUERY in `version` ([`VERSION_TYPED`]: the reply's records
+/// keep typed values).
+pub fn encode_query_version(nonce: u64, version: u8, q: &QueryRequest) -> Vec<u8> {
     let mut out = Vec::with_capacity(12 + 36);
     // Unbounded writer, fixed-size fields: cannot fail.
     let _ = Writer::new(&mut out)
-        .header(&header(op::QUERY, nonce))
+        .header(&Header::request(MAGIC, version, op::QUERY, nonce))
         .u64(q.since_ns)
         .u64(q.until_ns)
         .u8(q.min_level)
@@ -317,14 +352,17 @@ impl nexus_wire::ReplyBody for Reply {
     }
 }
 
-/// Encodes the reply to the request whose header is `req`. The reply is
-/// always in this crate's [`VERSION`] (so a client of another version
-/// learns which version the server speaks), with the request's op and nonce.
+/// Encodes the reply to the request whose header is `req`. The reply is in
+/// the request's version if it is supported, else in [`VERSION_TYPED`] (so
+/// a client of another version learns the highest version the server
+/// speaks), with the request's op and nonce. A version 1 page carries its
+/// records' fields as strings only ([`Fields::untyped`]).
 pub fn encode_reply(req: &Header, reply: &Reply) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     let mut w = Writer::new(&mut out);
+    let version = reply_version(req.version);
     w.header(&Header {
-        version: VERSION,
+        version,
         ..req.reply()
     });
     match reply {
@@ -342,7 +380,18 @@ pub fn encode_reply(req: &Header, reply: &Reply) -> Vec<u8> {
                 .bool(p.more)
                 .u16(n);
             for r in p.records.iter().take(usize::from(n)) {
-                write_record(&mut w, r);
+                if version == VERSION && r.fields.has_types() {
+                    let untyped = r.fields.untyped();
+                    write_parts(
+                        &mut w,
+                        &RecordParts {
+                            fields: untyped.as_str(),
+                            ..RecordParts::of(r)
+                        },
+                    );
+                } else {
+                    write_record(&mut w, r);
+                }
             }
         }
         Reply::Stats(s) => {
@@ -392,7 +441,7 @@ pub fn page_reply_head(
 ) -> [u8; PAGE_REPLY_HEAD] {
     let head = Writer::to_array::<PAGE_REPLY_HEAD>(|w| {
         w.header(&Header {
-            version: VERSION,
+            version: reply_version(req.version),
             ..req.reply()
         })
         .u8(Status::Ok.as_u8())
@@ -481,16 +530,18 @@ fn prefix(s: &str, max: usize) -> &str {
 }
 
 /// Decodes one record in its wire form, exactly (no trailing bytes). Used
-/// by the state store, which keeps records in the same layout.
+/// by the state store, which keeps records in the same layout. Accepts
+/// both fields versions (a version 1 text is a version 2 text), so records
+/// stored before typed values existed decode unchanged.
 pub fn decode_record_bytes(bytes: &[u8]) -> Result<Record, WireError> {
     let mut r = Reader::new(bytes);
-    let rec = decode_record(&mut r)?;
+    let rec = decode_record(&mut r, true)?;
     r.finish()?;
     Ok(rec)
 }
 
-fn decode_record(r: &mut Reader<'_>) -> Result<Record, WireError> {
-    Ok(Record {
+fn decode_record(r: &mut Reader<'_>, typed: bool) -> Result<Record, WireError> {
+    let rec = Record {
         id: r.u64()?,
         ts_ns: r.u64()?,
         sender: ServiceId::new(r.u32()?),
@@ -498,13 +549,60 @@ fn decode_record(r: &mut Reader<'_>) -> Result<Record, WireError> {
         target: String::from(r.str_u8()?),
         message: String::from(r.str_u16()?),
         fields: Fields::parse(r.str_u16()?).map_err(|_| WireError::BadValue)?,
-    })
+    };
+    // A version 1 page never carries typed values.
+    if !typed && rec.fields.has_types() {
+        return Err(WireError::BadValue);
+    }
+    Ok(rec)
+}
+
+/// Rewrites a version 1 QUERY `ok` reply built from stored records (the
+/// zero-copy path: [`page_reply_head`] then stored records) so that its
+/// records carry no typed value. Returns `None` when no record has one
+/// (the frame is already a valid version 1 page) or the frame is not a
+/// page; otherwise the same page with [`Fields::untyped`] fields.
+pub fn untype_page(frame: &[u8]) -> Option<Vec<u8>> {
+    let (h, body) = Header::parse(frame, MAGIC).ok()?;
+    let mut r = Reader::new(body);
+    let head = (r.u8().ok()?, r.u64().ok()?, r.u64().ok()?, r.bool().ok()?);
+    let n = r.u16().ok()?;
+    let start = r.clone();
+    let mut typed = false;
+    for _ in 0..n {
+        r.bytes(8 + 8 + 4 + 1).ok()?;
+        r.bytes_u8().ok()?;
+        r.bytes_u16().ok()?;
+        typed |= crate::fields::text_has_types(r.str_u16().ok()?);
+    }
+    if !typed || head.0 != Status::Ok.as_u8() {
+        return None;
+    }
+    let mut r = start;
+    let mut records = Vec::with_capacity(usize::from(n));
+    for _ in 0..n {
+        records.push(decode_record(&mut r, true).ok()?);
+    }
+    let req = Header {
+        version: VERSION,
+        op: h.op & !REPLY_BIT,
+        ..h
+    };
+    Some(encode_reply(
+        &req,
+        &Reply::Page(QueryPage {
+            next: head.1,
+            gap: head.2,
+            more: head.3,
+            records,
+        }),
+    ))
 }
 
 /// Decodes a reply frame. Never panics.
 pub fn decode_reply(frame: &[u8]) -> Result<(Header, Reply), WireError> {
     let (h, body) = Header::parse(frame, MAGIC)?;
-    if h.version != VERSION || !h.is_reply() {
+    if !is_supported(h.version) || !h.is_reply() {
         return Err(WireError::BadValue);
     }
     let mut r = Reader::new(body);
@@ -524,7 +622,7 @@ pub fn decode_reply(frame: &[u8]) -> Result<(Header, Reply), WireError> {
                 let cap = usize::from(n).min(r.remaining() / Record::WIRE_OVERHEAD);
                 let mut records = Vec::with_capacity(cap);
                 for _ in 0..n {
-                    records.push(decode_record(&mut r)?);
+                    records.push(decode_record(&mut r, h.version == VERSION_TYPED)?);
                 }
                 Reply::Page(QueryPage {
                     next,

@@ -6,16 +6,39 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-/// Longest metric name, in bytes.
+use nexus_log::limits::{
+    GUARANTEED_FIELDS, GUARANTEED_KEY_LEN, GUARANTEED_MESSAGE_LEN, GUARANTEED_VALUE_LEN,
+};
+
+/// Longest metric name, in bytes. It is the message of the metric's
+/// snapshot records in logd, so it must fit logd's guaranteed message length.
 pub const MAX_NAME_LEN: usize = 64;
-/// Longest label key, in bytes.
-pub const MAX_LABEL_KEY_LEN: usize = 32;
-/// Longest label value, in bytes.
+/// The prefix of a label's field key in a snapshot record (`label.route`).
+pub const LABEL_FIELD_PREFIX: &str = "label.";
+/// Longest label key, in export bytes: its bytes plus one per upper-case
+/// letter (exported as `-` and its lower case, since logd keys are lower
+/// case). Derived from logd's guaranteed key length, so that
+/// `label.<key>` always fits: 32 - 6 = 26.
+pub const MAX_LABEL_KEY_LEN: usize = GUARANTEED_KEY_LEN - LABEL_FIELD_PREFIX.len();
+/// Longest label value, in bytes (a field value of the snapshot record).
 pub const MAX_LABEL_VALUE_LEN: usize = 64;
 /// Most labels on one series.
 pub const MAX_LABELS: usize = 8;
 /// Most finite histogram bounds.
 pub const MAX_BUCKETS: usize = 16;
+/// Fields of a snapshot record besides labels and values: `series`,
+/// `owner`, `kind`.
+pub const SNAPSHOT_FIXED_FIELDS: usize = 3;
+/// Most value fields of a snapshot record: a histogram's buckets, `+Inf`,
+/// `sum` and `count`.
+pub const SNAPSHOT_MAX_VALUE_FIELDS: usize = MAX_BUCKETS + 3;
+
+// The snapshot record of any series fits every logd (the byte total is
+// proved by metricsd's worst-case export test).
+const _: () = assert!(MAX_NAME_LEN <= GUARANTEED_MESSAGE_LEN);
+const _: () = assert!(MAX_LABEL_VALUE_LEN <= GUARANTEED_VALUE_LEN);
+const _: () =
+    assert!(SNAPSHOT_FIXED_FIELDS + MAX_LABELS + SNAPSHOT_MAX_VALUE_FIELDS <= GUARANTEED_FIELDS);
 
 /// Why a value was refused at the boundary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,8 +106,8 @@ impl core::borrow::Borrow<str> for MetricName {
 }
 
 /// A label key: `[a-zA-Z_][a-zA-Z0-9_]*` (the Prometheus grammar), at most
-/// [`MAX_LABEL_KEY_LEN`] bytes, not starting with `__` (reserved by
-/// Prometheus).
+/// [`MAX_LABEL_KEY_LEN`] export bytes (upper-case letters count twice),
+/// not starting with `__` (reserved by Prometheus).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LabelKey(String);
 
@@ -92,7 +115,16 @@ impl LabelKey {
     /// Validates `s`.
     pub fn new(s: &str) -> Result<Self, TypeError> {
         check_ident(s, MAX_LABEL_KEY_LEN, false)?;
+        if Self::export_len(s) > MAX_LABEL_KEY_LEN {
+            return Err(TypeError::TooLong);
+        }
         Ok(Self(String::from(s)))
+    }
+
+    /// Bytes of `s` in a logd field key: one per byte, one more per
+    /// upper-case letter.
+    pub fn export_len(s: &str) -> usize {
+        s.len() + s.bytes().filter(u8::is_ascii_uppercase).count()
     }
     /// The key.
     pub fn as_str(&self) -> &str {

@@ -5,6 +5,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use nexus_log::limits::{self, GUARANTEED_FIELDS, GUARANTEED_KEY_LEN};
 use serde::Deserialize;
 
 /// Size of the journal.
@@ -101,6 +102,9 @@ pub enum ConfigError {
     RecordTooLarge(&'static str),
     /// A limit exceeds what its wire field can carry.
     BeyondWire(&'static str),
+    /// A record limit is below what the logd contract guarantees
+    /// (`nexus_log::limits`); producers size their records by it.
+    BelowGuaranteed(&'static str),
 }
 
 /// Largest reply frame logd produces must fit the transport's frame limit;
@@ -122,8 +126,8 @@ impl Default for Config {
                 max_target_len: 64,
                 max_message_len: 1024,
                 max_fields_bytes: 2048,
-                max_fields: 32,
-                max_key_len: 32,
+                max_fields: GUARANTEED_FIELDS as u32,
+                max_key_len: GUARANTEED_KEY_LEN as u32,
                 max_value_len: 512,
             },
             rate: RateLimits {
@@ -167,6 +171,44 @@ impl Config {
             }
         }
         let r = &self.record;
+        let guaranteed = [
+            (
+                "record.max_target_len",
+                r.max_target_len,
+                limits::GUARANTEED_TARGET_LEN,
+            ),
+            (
+                "record.max_message_len",
+                r.max_message_len,
+                limits::GUARANTEED_MESSAGE_LEN,
+            ),
+            (
+                "record.max_record_bytes",
+                r.max_record_bytes,
+                limits::GUARANTEED_RECORD_BYTES,
+            ),
+            (
+                "record.max_fields_bytes",
+                r.max_fields_bytes,
+                limits::GUARANTEED_FIELDS_BYTES,
+            ),
+            ("record.max_fields", r.max_fields, limits::GUARANTEED_FIELDS),
+            (
+                "record.max_key_len",
+                r.max_key_len,
+                limits::GUARANTEED_KEY_LEN,
+            ),
+            (
+                "record.max_value_len",
+                r.max_value_len,
+                limits::GUARANTEED_VALUE_LEN,
+            ),
+        ];
+        for (name, v, min) in guaranteed {
+            if (v as usize) < min {
+                return Err(ConfigError::BelowGuaranteed(name));
+            }
+        }
         if r.max_target_len > u32::from(u8::MAX) {
             return Err(ConfigError::BeyondWire("record.max_target_len"));
         }

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 
 use nexus_bounds::{BucketConfig, LimiterConfig, RateLimiter};
 use nexus_ipc::ServiceId;
-use nexus_log::fields::Fields;
+use nexus_log::fields::{self, Fields};
 use nexus_log::proto::{
     self, AppendRequest, QueryRequest, RecordParts, Rejects, Reply, Request, RequestError, Stats,
     Status,
@@ -122,7 +122,7 @@ impl Logd {
         match req {
             // A one-way APPEND gets no reply: `answer` knows its op.
             Request::Append { body, .. } => {
-                let result = self.append(now_ns, sender, frame.len(), &body);
+                let result = self.append(now_ns, sender, frame.len(), h.version, &body);
                 let reply = match result {
                     Ok(id) => Reply::Appended(id),
                     Err(s) => {
@@ -177,6 +177,7 @@ impl Logd {
         now_ns: u64,
         sender: ServiceId,
         frame_len: usize,
+        version: u8,
         a: &AppendRequest<'_>,
     ) -> Result<u64, Status> {
         if !self.rates.admit(now_ns, sender, frame_len as u64) {
@@ -194,23 +195,31 @@ impl Logd {
         if a.target.is_empty() || a.target.chars().any(char::is_control) {
             return Err(Status::InvalidArgs);
         }
-        // Identity claims are judged on the raw lines, before the grammar,
-        // so a spoof attempt is always counted as such.
+        // Identity claims are judged on the raw lines (keys without a type
+        // marker), before the grammar, so a spoof attempt is always counted
+        // as such.
         let claims_identity = a
             .fields
             .split_terminator('\n')
             .filter_map(|l| l.split_once('='))
-            .any(|(k, _)| nexus_ipc::is_identity_claim(k));
+            .any(|(k, _)| nexus_ipc::is_identity_claim(k.split_once(':').map_or(k, |(k, _)| k)));
         if claims_identity {
             self.identity_spoofs += 1;
             return Err(Status::InvalidArgs);
         }
         Fields::check(a.fields).map_err(|_| Status::InvalidArgs)?;
+        // Typed values exist from version 2 on: in a version 1 frame the
+        // version 1 grammar holds (`:` is not a key byte).
+        if version == proto::VERSION && fields::text_has_types(a.fields) {
+            return Err(Status::InvalidArgs);
+        }
         let mut count = 0u32;
+        // Keys are measured without their type marker.
         let pairs = a
             .fields
             .split_terminator('\n')
-            .filter_map(|l| l.split_once('='));
+            .filter_map(|l| fields::split_line(l).ok())
+            .map(|(k, _, v)| (k, v));
         for (k, v) in pairs {
             count += 1;
             if too_long(k, lim.max_key_len)
@@ -276,6 +285,13 @@ impl Logd {
         let head = proto::page_reply_head(h, page.next, page.gap, page.more, page.count);
         if let Some(dst) = frame.get_mut(..proto::PAGE_REPLY_HEAD) {
             dst.copy_from_slice(&head);
+        }
+        // A version 1 reader gets every value as a string; the page is
+        // rewritten only if one of its records has a typed value.
+        if h.version == proto::VERSION {
+            if let Some(untyped) = proto::untype_page(&frame) {
+                return Ok(untyped);
+            }
         }
         Ok(frame)
     }

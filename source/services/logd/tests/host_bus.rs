@@ -138,10 +138,22 @@ fn sink_is_best_effort_and_macros_reach_logd() {
                 Level::Info,
                 "host_bus",
                 "started 4 workers",
-                "net.port=8080\nworkers=4\n"
+                "net.port:i=8080\nworkers:i=4\n"
             ),
-            (Level::Warn, "disk", "slow write", "err=a\\nb\nms=120\n"),
+            (Level::Warn, "disk", "slow write", "err=a\\nb\nms:i=120\n"),
         ]
+    );
+    // Typed values went through logd (version 2 frames) and come out of
+    // the JSON formatter as numbers; strings stay strings.
+    let first = nexus_log::json::record_to_json(&page.records[0]);
+    let v: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(v["workers"], serde_json::json!(4));
+    assert_eq!(v["net.port"], serde_json::json!(8080));
+    let second = nexus_log::json::record_to_json(&page.records[1]);
+    let v: serde_json::Value = serde_json::from_str(&second).unwrap();
+    assert_eq!(
+        (v["ms"].clone(), v["err"].clone()),
+        (serde_json::json!(120), serde_json::json!("a\\nb"))
     );
     // Each renders as one valid JSON line with the standard fields.
     for r in &page.records {

@@ -6,7 +6,27 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use nexus_log::limits::{
+    GUARANTEED_FIELDS, GUARANTEED_KEY_LEN, GUARANTEED_MESSAGE_LEN, GUARANTEED_VALUE_LEN,
+};
 use serde::Deserialize;
+
+/// The prefix of an attribute's field key in a span-end record.
+pub const ATTR_FIELD_PREFIX: &str = "attr.";
+/// Fields of a span-end record besides attributes: `trace_id`, `span_id`,
+/// `parent_id`, `start_ns`, `end_ns`, `duration_ns`, `status`, `owner`.
+pub const SPAN_FIXED_FIELDS: usize = 8;
+/// Largest `spans.max_attr_key_len`: `attr.<key>` must fit logd's
+/// guaranteed key length (32 - 5 = 27).
+pub const MAX_ATTR_KEY_LEN: u32 = (GUARANTEED_KEY_LEN - ATTR_FIELD_PREFIX.len()) as u32;
+/// Largest `spans.max_attr_value_len`: logd's guaranteed value length (128).
+pub const MAX_ATTR_VALUE_LEN: u32 = GUARANTEED_VALUE_LEN as u32;
+/// Largest `spans.max_name_len`: the name is the record's message (128).
+pub const MAX_SPAN_NAME_LEN: u32 = GUARANTEED_MESSAGE_LEN as u32;
+/// Largest `spans.max_attrs`: the record's fields must fit logd's
+/// guaranteed count (32 - 8 = 24). Their bytes may still not fit: then
+/// attributes are trimmed (see `EndedSpan::fields`).
+pub const MAX_ATTRS: u32 = (GUARANTEED_FIELDS - SPAN_FIXED_FIELDS) as u32;
 
 /// Series caps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -147,8 +167,8 @@ impl Default for Config {
                 max_age_secs: 600,
                 max_name_len: 64,
                 max_attrs: 16,
-                max_attr_key_len: 32,
-                max_attr_value_len: 128,
+                max_attr_key_len: MAX_ATTR_KEY_LEN,
+                max_attr_value_len: MAX_ATTR_VALUE_LEN,
             },
             batch: Batch { max_entries: 512 },
             retention: Retention {
@@ -304,6 +324,34 @@ impl Config {
             || self.spans.max_attr_value_len > 255
         {
             return Err(ConfigError("span strings travel with u8 lengths"));
+        }
+        // Span-end records go to logd: what logd guarantees bounds them.
+        let logd_bounds = [
+            (
+                self.spans.max_name_len,
+                MAX_SPAN_NAME_LEN,
+                "spans.max_name_len over logd's guaranteed message length",
+            ),
+            (
+                self.spans.max_attr_key_len,
+                MAX_ATTR_KEY_LEN,
+                "spans.max_attr_key_len: attr.<key> over logd's guaranteed key length",
+            ),
+            (
+                self.spans.max_attr_value_len,
+                MAX_ATTR_VALUE_LEN,
+                "spans.max_attr_value_len over logd's guaranteed value length",
+            ),
+            (
+                self.spans.max_attrs,
+                MAX_ATTRS,
+                "spans.max_attrs over logd's guaranteed field count",
+            ),
+        ];
+        for (v, max, why) in logd_bounds {
+            if v > max {
+                return Err(ConfigError(why));
+            }
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 
 use nexus_bounds::{BucketConfig, LimiterConfig, RateLimiter};
 use nexus_ipc::ServiceId;
-use nexus_log::{Fields, FieldsBuilder, Level};
+use nexus_log::{limits, Fields, FieldsBuilder, Level, Value as FieldValue};
 use nexus_metrics::proto::{
     self, BatchResult, Entry, MetricsStats, Register, Reply, Request, RequestError, ScrapePage,
     Status, WireSegment,
@@ -30,6 +30,11 @@ use crate::spans::{EndedSpan, SpanTable};
 /// The label every exposed series carries: the owner's transport id. It is
 /// reserved, so a client cannot set it.
 pub const OWNER_LABEL: &str = "owner";
+
+/// Target of span-end records in logd.
+pub const SPAN_TARGET: &str = "trace.span";
+/// Target of snapshot records in logd.
+pub const SNAPSHOT_TARGET: &str = "metrics.snapshot";
 
 /// Largest scrape page (text bytes), so a page fits a 64 KiB frame.
 pub const MAX_SCRAPE_BYTES: usize = 60 * 1024;
@@ -90,6 +95,8 @@ pub struct Metricsd {
     last_snapshot_ns: Option<u64>,
     stats: MetricsStats,
     exports_dropped: u64,
+    trimmed_attrs: u64,
+    unfit_records: u64,
     snapshot_skipped: u64,
     redacted: u64,
     resume_ns: u64,
@@ -141,6 +148,8 @@ impl Metricsd {
             last_snapshot_ns: None,
             stats: MetricsStats::default(),
             exports_dropped: 0,
+            trimmed_attrs: 0,
+            unfit_records: 0,
             snapshot_skipped: 0,
             redacted: 0,
             resume_ns: 0,
@@ -200,7 +209,16 @@ impl Metricsd {
         core::mem::take(&mut self.persisted)
     }
 
+    /// Queues a record for logd. A record that some valid logd could
+    /// refuse (beyond `nexus_log::limits`) is never sent: it is counted in
+    /// `metricsd_export_trimmed_total{kind="record"}`. (With a valid config
+    /// every snapshot fits and span records are trimmed to fit first, so
+    /// this is a last guard, not the rule.)
     fn export(&mut self, e: Export) {
+        if !limits::fits_guaranteed(e.target, &e.message, &e.fields) {
+            self.unfit_records += 1;
+            return;
+        }
         if self.outbox.len() >= self.cfg.export.max_outbox as usize {
             self.exports_dropped += 1;
         } else {
@@ -463,11 +481,14 @@ impl Metricsd {
         } else {
             Level::Info
         };
+        let (fields, dropped) =
+            s.fields_within(|f| limits::fits_guaranteed(SPAN_TARGET, &s.name, f));
+        self.trimmed_attrs += dropped as u64;
         self.export(Export {
             level,
-            target: "trace.span",
+            target: SPAN_TARGET,
             message: s.name.clone(),
-            fields: s.fields(),
+            fields,
         });
     }
 
@@ -539,18 +560,18 @@ impl Metricsd {
             .take(max)
             .map(|(id, s)| {
                 let mut f = FieldsBuilder::new();
-                f.insert_display("series", &id);
-                f.insert_display("owner", &s.owner.get());
+                f.insert_value("series", FieldValue::U64(u64::from(id)));
+                f.insert_value("owner", FieldValue::U64(u64::from(s.owner.get())));
                 for (k, v) in s.labels.iter() {
                     f.insert_display(&label_field_key(k), &v);
                 }
                 let kind = match &s.value {
                     Value::Counter(v) => {
-                        f.insert_display("value", v);
+                        f.insert_value("value", FieldValue::U64(*v));
                         "counter"
                     }
                     Value::Gauge(v) => {
-                        f.insert_display("value", v);
+                        f.insert_value("value", FieldValue::I64(*v));
                         "gauge"
                     }
                     Value::Histogram { counts, sum, count } => {
@@ -563,19 +584,21 @@ impl Metricsd {
                         for (i, c) in counts.iter().enumerate() {
                             cum = cum.saturating_add(*c);
                             match bounds.get(i) {
-                                Some(b) => f.insert_display(&format!("bucket.le_{b}"), &cum),
-                                None => f.insert_display("bucket.le_inf", &cum),
+                                Some(b) => {
+                                    f.insert_value(&format!("bucket.le_{b}"), FieldValue::U64(cum))
+                                }
+                                None => f.insert_value("bucket.le_inf", FieldValue::U64(cum)),
                             };
                         }
-                        f.insert_display("sum", sum);
-                        f.insert_display("count", count);
+                        f.insert_value("sum", FieldValue::U64(*sum));
+                        f.insert_value("count", FieldValue::U64(*count));
                         "histogram"
                     }
                 };
                 f.insert_display("kind", &kind);
                 Export {
                     level: Level::Info,
-                    target: "metrics.snapshot",
+                    target: SNAPSHOT_TARGET,
                     message: String::from(s.name.as_str()),
                     fields: f.build().unwrap_or_default(),
                 }
@@ -694,20 +717,28 @@ impl Metricsd {
                 .refusals()
                 .map(|(r, n)| (r.as_str(), n))
                 .collect(),
+            2 => alloc::vec![
+                ("record", self.unfit_records),
+                ("span_attr", self.trimmed_attrs),
+            ],
             _ => return false,
         };
-        let (name, help, key) = if i == simple.len() {
-            (
+        let (name, help, key) = match i - simple.len() {
+            0 => (
                 "metricsd_rejects_total",
                 "Requests and entries refused, by status.",
                 "status",
-            )
-        } else {
-            (
+            ),
+            1 => (
                 "metricsd_register_conflicts_total",
                 "Registrations refused for disagreeing with a registered name, by reason.",
                 "reason",
-            )
+            ),
+            _ => (
+                "metricsd_export_trimmed_total",
+                "Export to logd cut to logd's guaranteed record limits: span attributes dropped (span_attr), records not sent (record).",
+                "kind",
+            ),
         };
         let labels: Vec<[(&str, &str); 1]> = pairs.iter().map(|(v, _)| [(key, *v)]).collect();
         let series: Vec<expo::Series<'_>> = labels

@@ -9,9 +9,11 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use nexus_ipc::ServiceId;
-use nexus_log::{Fields, FieldsBuilder};
+use nexus_log::{Fields, FieldsBuilder, Value};
 use nexus_metrics::proto::Status;
 use nexus_trace::{SpanId, SpanStatus, TraceId};
+
+use crate::config::ATTR_FIELD_PREFIX;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Live {
@@ -53,23 +55,49 @@ impl EndedSpan {
     }
 
     /// The fields of the span-end record: ids in W3C hex (`trace_id`,
-    /// `span_id`, `parent_id`), timing, status, owner, and `attr.<key>`.
+    /// `span_id`, `parent_id`), timing (typed integers), status, owner (a
+    /// typed integer), and `attr.<key>` (strings). Same as
+    /// [`fields_within`](Self::fields_within) without a budget.
     pub fn fields(&self) -> Fields {
+        let mut f = self.fixed_fields();
+        for (k, v) in &self.attrs {
+            f.insert_display(&format!("{ATTR_FIELD_PREFIX}{k}"), v);
+        }
+        f.build().unwrap_or_default()
+    }
+
+    fn fixed_fields(&self) -> FieldsBuilder {
         let mut f = FieldsBuilder::new();
         f.insert_display("trace_id", &self.trace);
         f.insert_display("span_id", &self.span);
         if let Some(p) = self.parent {
             f.insert_display("parent_id", &p);
         }
-        f.insert_display("start_ns", &self.start_ns);
-        f.insert_display("end_ns", &self.end_ns);
-        f.insert_display("duration_ns", &self.duration_ns());
+        f.insert_value("start_ns", Value::U64(self.start_ns));
+        f.insert_value("end_ns", Value::U64(self.end_ns));
+        f.insert_value("duration_ns", Value::U64(self.duration_ns()));
         f.insert_display("status", &self.status.as_str());
-        f.insert_display("owner", &self.owner.get());
-        for (k, v) in &self.attrs {
-            f.insert_display(&format!("attr.{k}"), v);
+        f.insert_value("owner", Value::U64(u64::from(self.owner.get())));
+        f
+    }
+
+    /// The fields of the span-end record trimmed to what `fits` accepts
+    /// (the record of `target` and this span's name): attributes are kept
+    /// in key order until the first one that would make the record not
+    /// fit; it and every later attribute are dropped. Returns the fields
+    /// and the number of attributes dropped.
+    pub fn fields_within(&self, fits: impl Fn(&Fields) -> bool) -> (Fields, usize) {
+        let mut f = self.fixed_fields();
+        let mut built = f.build().unwrap_or_default();
+        for (i, (k, v)) in self.attrs.iter().enumerate() {
+            f.insert_display(&format!("{ATTR_FIELD_PREFIX}{k}"), v);
+            let next = f.build().unwrap_or_default();
+            if !fits(&next) {
+                return (built, self.attrs.len() - i);
+            }
+            built = next;
         }
-        f.build().unwrap_or_default()
+        (built, 0)
     }
 }
 
@@ -258,8 +286,8 @@ mod tests {
         assert_eq!(child.duration_ns(), 500);
         assert_eq!(
             child.fields().as_str(),
-            "attr.bytes=42\nduration_ns=500\nend_ns=2000\nowner=7\nparent_id=0000000700000001\nspan_id=0000000700000002\n\
-             start_ns=1500\nstatus=ok\ntrace_id=00000000000000000000000000000abc\n"
+            "attr.bytes=42\nduration_ns:i=500\nend_ns:i=2000\nowner:i=7\nparent_id=0000000700000001\nspan_id=0000000700000002\n\
+             start_ns:i=1500\nstatus=ok\ntrace_id=00000000000000000000000000000abc\n"
         );
         assert_eq!(
             t.end(me, 0x0000_0007_0000_0002, 2_000, 1, Vec::new()),

@@ -347,12 +347,12 @@ fn snapshots_export_every_series_with_labels_at_the_cadence() {
     assert_eq!(reqs.target, "metrics.snapshot");
     assert_eq!(
         reqs.fields.as_str(),
-        "kind=counter\nlabel.route=/a\nowner=2\nseries=1\nvalue=100\n"
+        "kind=counter\nlabel.route=/a\nowner:i=2\nseries:i=1\nvalue:i=100\n"
     );
     let lat = out.iter().find(|e| e.message == "lat").unwrap();
     assert_eq!(
         lat.fields.as_str(),
-        "bucket.le_10=1\nbucket.le_inf=3\ncount=3\nkind=histogram\nowner=2\nseries=2\nsum=45\n"
+        "bucket.le_10:i=1\nbucket.le_inf:i=3\ncount:i=3\nkind=histogram\nowner:i=2\nseries:i=2\nsum:i=45\n"
     );
     // Not again before the interval, again after it.
     m.tick(5 * SEC);
