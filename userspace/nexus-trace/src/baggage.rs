@@ -206,20 +206,23 @@ fn encoded_len(v: &str) -> usize {
 
 fn encode_value(v: &str, f: &mut impl fmt::Write) -> fmt::Result {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut rest = v;
-    while let Some(i) = rest.bytes().position(needs_escape) {
+    let mut rest = v.as_bytes();
+    while let Some(i) = rest.iter().position(|&b| needs_escape(b)) {
         let (plain, tail) = rest.split_at(i);
-        f.write_str(plain)?;
-        let b = tail.as_bytes().first().copied().unwrap_or(0);
+        // Plain runs are ASCII octets only.
+        f.write_str(core::str::from_utf8(plain).map_err(|_| fmt::Error)?)?;
+        let Some((&b, tail)) = tail.split_first() else {
+            break;
+        };
         f.write_char('%')?;
         for nib in [b >> 4, b & 0xf] {
             f.write_char(char::from(
                 HEX.get(usize::from(nib)).copied().unwrap_or(b'0'),
             ))?;
         }
-        rest = tail.get(1..).unwrap_or("");
+        rest = tail;
     }
-    f.write_str(rest)
+    f.write_str(core::str::from_utf8(rest).map_err(|_| fmt::Error)?)
 }
 
 fn hex_val(b: u8) -> Option<u8> {
