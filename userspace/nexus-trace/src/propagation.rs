@@ -160,7 +160,7 @@ fn hex2(b: &[u8]) -> Option<u8> {
     }
 }
 
-fn field<'a>(s: &'a str, from: usize, to: usize) -> &'a str {
+fn field(s: &str, from: usize, to: usize) -> &str {
     s.get(from..to).unwrap_or("")
 }
 

@@ -160,4 +160,7 @@ impl SpanSink for RecentSpans {
     fn finished(&self, span: &FinishedSpan<'_>) {
         self.push(SpanRecord::from_finished(span));
     }
+    fn wants_finished(&self) -> bool {
+        true
+    }
 }

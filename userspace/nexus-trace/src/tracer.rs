@@ -48,6 +48,12 @@ pub trait SpanSink {
     /// A span ended: everything it recorded (called right after
     /// [`SpanSink::end`]). Default: nothing.
     fn finished(&self, _span: &FinishedSpan<'_>) {}
+    /// True if [`SpanSink::finished`] reads the span's name; when false
+    /// (the default) a guard does not copy its name. Sinks that override
+    /// `finished` return true.
+    fn wants_finished(&self) -> bool {
+        false
+    }
 }
 
 impl<S: SpanSink + ?Sized> SpanSink for &S {
@@ -60,6 +66,9 @@ impl<S: SpanSink + ?Sized> SpanSink for &S {
     fn finished(&self, span: &FinishedSpan<'_>) {
         (**self).finished(span);
     }
+    fn wants_finished(&self) -> bool {
+        (**self).wants_finished()
+    }
 }
 
 impl<S: SpanSink + ?Sized> SpanSink for Arc<S> {
@@ -71,6 +80,9 @@ impl<S: SpanSink + ?Sized> SpanSink for Arc<S> {
     }
     fn finished(&self, span: &FinishedSpan<'_>) {
         (**self).finished(span);
+    }
+    fn wants_finished(&self) -> bool {
+        (**self).wants_finished()
     }
 }
 
@@ -91,6 +103,9 @@ impl<A: SpanSink, B: SpanSink> SpanSink for Tee<A, B> {
     fn finished(&self, span: &FinishedSpan<'_>) {
         self.0.finished(span);
         self.1.finished(span);
+    }
+    fn wants_finished(&self) -> bool {
+        self.0.wants_finished() || self.1.wants_finished()
     }
 }
 
@@ -114,7 +129,8 @@ pub struct FinishedSpan<'a> {
     pub parent: Option<SpanId>,
     /// True if the parent came from another service or node.
     pub remote_parent: bool,
-    /// The name.
+    /// The name (empty unless the sink [wants](SpanSink::wants_finished)
+    /// finished spans).
     pub name: &'a str,
     /// Start, the clock's reading.
     pub start_ns: u64,

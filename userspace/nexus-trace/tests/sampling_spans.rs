@@ -24,8 +24,8 @@ fn tid(v: u128) -> TraceId {
 
 #[test]
 fn root_decision_is_the_low_56_bits_against_ratio_times_2_pow_56() {
-    // 0.1 as f64 is 0x3FB999999999999A; times 2^56 that is exactly 0x1999_9999_9999_9A.
-    assert_eq!(sampler::threshold(0.1), 0x1999_9999_9999_9a);
+    // 0.1 as f64 is 0x3FB999999999999A; times 2^56 that is exactly 0x0019_9999_9999_999A.
+    assert_eq!(sampler::threshold(0.1), 0x0019_9999_9999_999a);
     assert_eq!(sampler::threshold(0.5), 1 << 55);
     assert_eq!(sampler::threshold(1.0), 1 << 56);
     assert_eq!(sampler::threshold(2.0), 1 << 56);
@@ -35,7 +35,7 @@ fn root_decision_is_the_low_56_bits_against_ratio_times_2_pow_56() {
     let s = Sampler::default();
     assert_eq!(s.threshold(), sampler::threshold(0.1));
     // The high 72 bits do not matter; the low 56 do.
-    let t = 0x1999_9999_9999_99u128;
+    let t = 0x0019_9999_9999_9999_u128;
     assert!(s.sample_trace(tid(t)));
     assert!(s.sample_trace(tid(t | 0xffff_ffff_ffff_ffff_ff00_0000_0000_0000)));
     assert!(!s.sample_trace(tid(t + 1)));

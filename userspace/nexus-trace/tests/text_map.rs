@@ -14,6 +14,9 @@ use nexus_trace::propagation::{
 use nexus_trace::tracestate::{TraceState, TraceStateError};
 use nexus_trace::{SpanContext, SpanId, TraceFlags, TraceId};
 
+/// Members, as (key, value).
+type Pairs<'a> = Vec<(&'a str, &'a str)>;
+
 const T: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const S: &str = "00f067aa0ba902b7";
 
@@ -110,7 +113,7 @@ fn tracestate_vectors() {
             .collect::<Vec<_>>()
             .join(",")
     };
-    let cases: Vec<(String, Result<Vec<(&str, &str)>, TraceStateError>)> = vec![
+    let cases: Vec<(String, Result<Pairs, TraceStateError>)> = vec![
         // The spec's examples.
         (
             "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE".into(),
@@ -210,7 +213,7 @@ fn tracestate_update_moves_to_front_and_delete_removes() {
 #[test]
 fn baggage_vectors() {
     let l = BaggageLimits::default();
-    let cases: Vec<(&str, Vec<(&str, &str)>, u32)> = vec![
+    let cases: Vec<(&str, Pairs, u32)> = vec![
         // The spec's examples.
         ("key1=value1,key2=value2", vec![("key1", "value1"), ("key2", "value2")], 0),
         ("key1 = value1, key2 = value2", vec![("key1", "value1"), ("key2", "value2")], 0),
