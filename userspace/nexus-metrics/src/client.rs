@@ -457,6 +457,7 @@ impl<E: Endpoint, C: Clock> Metrics<E, C> {
             ids,
             TracerConfig {
                 max_attrs: cfg.max_span_attrs,
+                ..TracerConfig::default()
             },
         );
         Self {

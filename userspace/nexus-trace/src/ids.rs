@@ -167,35 +167,38 @@ impl FromStr for TraceId {
     }
 }
 
-/// The 8 trace-flag bits of W3C trace context. Only [`TraceFlags::SAMPLED`]
-/// has a meaning here; every other bit is carried unchanged.
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct TraceFlags(u8);
+bitflags::bitflags! {
+    /// The 8 trace-flag bits of W3C trace context. Only
+    /// [`TraceFlags::SAMPLED`] has a meaning here; every other bit is
+    /// carried unchanged (`const _ = !0` keeps unknown bits, so a newer
+    /// peer's flags survive a hop through us).
+    #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+    pub struct TraceFlags: u8 {
+        /// The trace is recorded.
+        const SAMPLED = 0x01;
+        /// Every other bit: kept as received.
+        const _ = !0;
+    }
+}
 
 impl TraceFlags {
     /// No flag set.
-    pub const NONE: TraceFlags = TraceFlags(0);
-    /// The trace is recorded.
-    pub const SAMPLED: TraceFlags = TraceFlags(0x01);
+    pub const NONE: TraceFlags = TraceFlags::empty();
 
     /// Flags from their byte, unknown bits kept.
     pub const fn new(bits: u8) -> Self {
-        Self(bits)
-    }
-    /// The byte.
-    pub const fn bits(self) -> u8 {
-        self.0
+        Self::from_bits_retain(bits)
     }
     /// True if the sampled bit is set.
     pub const fn is_sampled(self) -> bool {
-        self.0 & Self::SAMPLED.0 != 0
+        self.contains(Self::SAMPLED)
     }
     /// The same flags with the sampled bit set or cleared.
     pub const fn with_sampled(self, sampled: bool) -> Self {
         if sampled {
-            Self(self.0 | Self::SAMPLED.0)
+            self.union(Self::SAMPLED)
         } else {
-            Self(self.0 & !Self::SAMPLED.0)
+            self.difference(Self::SAMPLED)
         }
     }
 }
@@ -203,7 +206,7 @@ impl TraceFlags {
 impl fmt::Display for TraceFlags {
     /// Two lower-case hex digits.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:02x}", self.0)
+        write!(f, "{:02x}", self.bits())
     }
 }
 

@@ -15,21 +15,51 @@
 //!   [`Clock`](nexus_bounds::Clock) and delivered to a [`SpanSink`]; a
 //!   guard ends exactly once, on [`SpanGuard::end`] or on drop.
 //!
-//! The id scheme and the entry layouts are described byte by byte in
-//! `docs/observability/tracing.md`.
+//! * [`tracestate`] and [`baggage`]: the W3C vendor list and baggage,
+//!   bounded, with `private:` baggage that never leaves the node.
+//! * [`sampler`]: parent-based sampling; roots by a ratio applied to the
+//!   trace id's low 56 bits (every node agrees), a force list by name.
+//! * [`propagation`]: the W3C text map on any [`Carrier`] (with the `std`
+//!   feature also `http::HeaderMap`); [`binary`]: the compact form for mux
+//!   OPEN metadata and IPC frames. Local and cross-node injection differ.
+//! * [`recent`]: a ring of recently finished spans; [`redact`]: the secret
+//!   key rule shared with metricsd.
+//!
+//! The id scheme, the entry layouts and the propagation forms are
+//! described byte by byte in `docs/observability/tracing.md`.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
 
+pub mod baggage;
+pub mod binary;
 pub mod gen;
 pub mod ids;
+pub mod propagation;
+pub mod recent;
+pub mod redact;
+pub mod sampler;
 pub mod tracer;
+pub mod tracestate;
 pub mod wire;
 
+pub use baggage::{Baggage, BaggageEntry, BaggageError, BaggageLimits, BaggageReport, Scope};
+pub use binary::BinaryError;
 pub use gen::{IdGenerator, IdSeed};
 pub use ids::{HexError, SpanContext, SpanId, SpanStatus, TraceFlags, TraceId};
-pub use tracer::{SpanGuard, SpanSink, Tracer, TracerConfig, TracerStats};
+pub use propagation::{
+    Carrier, ExtractReport, Extracted, InjectReport, PropagationStats, Propagator, TraceContext,
+    TraceparentError,
+};
+pub use recent::{RecentConfig, RecentSpans, SpanRecord};
+pub use sampler::{Sampler, SamplerConfig};
+pub use tracer::{
+    FinishedSpan, SpanEvent, SpanGuard, SpanSink, Tee, Tracer, TracerConfig, TracerStats,
+};
+pub use tracestate::{TraceState, TraceStateError};
 
 /// Compile-time proof that ids, contexts, the generator, and tracers and
 /// guards over a thread-safe clock and sink may cross threads.
@@ -45,4 +75,9 @@ const _: () = {
     send_sync::<wire::SpanEnd<'static>>();
     send_sync::<Tracer<nexus_bounds::ManualClock, tracer::NullSink>>();
     send_sync::<SpanGuard<nexus_bounds::ManualClock, tracer::NullSink>>();
+    send_sync::<TraceState>();
+    send_sync::<Baggage>();
+    send_sync::<Propagator>();
+    send_sync::<RecentSpans>();
+    send_sync::<Sampler>();
 };

@@ -137,7 +137,8 @@ fn root_and_child_carry_exact_times_ids_and_status() {
         TracerStats {
             spans_started: 2,
             spans_ended: 2,
-            attrs_dropped: 0
+            attrs_dropped: 0,
+            ..TracerStats::default()
         }
     );
 }
@@ -218,7 +219,10 @@ fn end_time_is_the_clocks_never_zero() {
 
 #[test]
 fn attributes_past_the_bound_are_dropped_and_counted() {
-    let (t, _, rec) = setup(TracerConfig { max_attrs: 2 });
+    let (t, _, rec) = setup(TracerConfig {
+        max_attrs: 2,
+        ..TracerConfig::default()
+    });
     let mut s = t.span("s");
     s.attr("a", 1);
     s.attr("b", "two");
@@ -252,6 +256,7 @@ fn default_bound_is_metricsds() {
     assert_eq!(TracerConfig::default().max_attrs, 16);
     let (t, _, rec) = setup(TracerConfig {
         max_attrs: usize::MAX,
+        ..TracerConfig::default()
     });
     let mut s = t.span("s");
     for i in 0..300 {

@@ -193,65 +193,10 @@ impl Default for Config {
     }
 }
 
-/// The default `redact.deny_key_segments`.
-pub const DEFAULT_SECRET_SEGMENTS: [&str; 17] = [
-    "token",
-    "password",
-    "passwd",
-    "passphrase",
-    "secret",
-    "auth",
-    "authorization",
-    "bearer",
-    "cookie",
-    "credential",
-    "credentials",
-    "session",
-    "jwt",
-    "api_key",
-    "apikey",
-    "access_key",
-    "private_key",
-];
-
-/// The segments of a key: cut at `_`, `.`, `-` and at a lower-case letter
-/// or digit followed by an upper-case one (`apiKey` → `api`, `Key`).
-fn segments(key: &str) -> impl Iterator<Item = &str> {
-    let bytes = key.as_bytes();
-    let mut start = 0;
-    let mut i = 0;
-    core::iter::from_fn(move || {
-        while i <= bytes.len() {
-            let at = i;
-            i += 1;
-            let b = bytes.get(at).copied();
-            let sep = matches!(b, None | Some(b'_' | b'.' | b'-'));
-            let camel = at > 0
-                && b.is_some_and(|c| c.is_ascii_uppercase())
-                && bytes
-                    .get(at - 1)
-                    .is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit());
-            if sep || camel {
-                let seg = key.get(start..at).unwrap_or("");
-                start = if sep { at + 1 } else { at };
-                if !seg.is_empty() {
-                    return Some(seg);
-                }
-            }
-        }
-        None
-    })
-}
-
-/// True if the segments of `word` (e.g. `api_key`) appear as a run in the
-/// segments of `key`, case-insensitively.
-fn has_segment_run(key: &str, word: &str) -> bool {
-    let k: Vec<&str> = segments(key).collect();
-    let w: Vec<&str> = segments(word).collect();
-    !w.is_empty()
-        && k.windows(w.len())
-            .any(|run| run.iter().zip(&w).all(|(a, b)| a.eq_ignore_ascii_case(b)))
-}
+/// The default `redact.deny_key_segments` (owned by `nexus_trace::redact`,
+/// whose matching rule metricsd uses, so span attributes are redacted by
+/// the tracer and here alike).
+pub use nexus_trace::redact::DEFAULT_SECRET_SEGMENTS;
 
 /// A config that cannot work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -360,10 +305,7 @@ impl Config {
     /// `redact.deny_key_segments` word is the whole key or a run of its
     /// segments (see [`Redact`]).
     pub fn is_secret_key(&self, key: &str) -> bool {
-        self.redact
-            .deny_key_segments
-            .iter()
-            .any(|w| has_segment_run(key, w))
+        nexus_trace::redact::is_secret_key(key, &self.redact.deny_key_segments)
     }
 }
 
@@ -416,8 +358,8 @@ mod tests {
 
     #[test]
     fn segments_cut_at_separators_and_case_changes() {
-        let s: Vec<&str> = segments("a_bC.d-eF9Gh__").collect();
+        let s: Vec<&str> = nexus_trace::redact::segments("a_bC.d-eF9Gh__").collect();
         assert_eq!(s, ["a", "b", "C", "d", "e", "F9", "Gh"]);
-        assert_eq!(segments("").count(), 0);
+        assert_eq!(nexus_trace::redact::segments("").count(), 0);
     }
 }
