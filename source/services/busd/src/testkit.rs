@@ -30,8 +30,22 @@ pub const TIMEOUT: u64 = 5_000_000_000;
 /// sockets again (the host shell does not wait on socket readiness).
 pub const POLL_NS: u64 = 50_000;
 
-#[derive(Debug)]
+/// Nanoseconds since it was made.
+#[derive(Debug, Clone, Copy)]
 pub struct WallClock(Instant);
+
+impl WallClock {
+    /// A clock starting now.
+    pub fn new() -> Self {
+        Self(Instant::now())
+    }
+}
+
+impl Default for WallClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 impl Clock for WallClock {
     fn now_ns(&self) -> u64 {
         u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX)

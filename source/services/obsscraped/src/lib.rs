@@ -1,10 +1,23 @@
 //! obsscraped: the remote observability collector.
 //!
+//! * [`config`]: peers (its ACL), sampling, rates, storage budgets;
+//!   mirrored by `recipes/observability/obsscraped.toml`.
+//! * [`collector`]: the service (streams through busd, resume, sampling,
+//!   token buckets, metric reconstruction, storage, queries).
+//! * [`query`]: the query contract (recent logs, latest metrics, STATS).
 //! * [`rotate`]: segments per data kind, rotated on size and time, dropped
 //!   by retention, decided by a pure rotator.
+//! * [`storage`]: in-memory segments.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+pub mod collector;
+pub mod config;
+pub mod query;
 pub mod rotate;
+pub mod storage;
+
+pub use collector::Collector;
+pub use config::Config;

@@ -1,0 +1,362 @@
+//! Remote observability on the host: node A runs busd, logd and metricsd
+//! (serving `obs.logs` and `obs.metrics`); node B runs busd and the
+//! collector. Two in-process buses, two busd over loopback TCP, every
+//! service in the generic shell on its own thread.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use busd::testkit::{config as busd_config, free_port, id_of, key, Node, WallClock, TIMEOUT};
+use logd::{Logd, LogdService};
+use metricsd::{Metricsd, MetricsdService};
+use nexus_bounds::Clock;
+use nexus_bus::DeviceId;
+use nexus_ipc::host::HostEndpoint;
+use nexus_ipc::router::RouterConfig;
+use nexus_ipc::{Endpoint, ServiceId};
+use nexus_log::{Fields, Level, LogdClient};
+use nexus_metrics::{Metrics, MetricsConfig};
+use nexus_remote::logs::keep;
+use nexus_svc::host::serve;
+use nexus_svc::{InMemory, Links, Persist, Service, Shell};
+use obsscraped::query::{self, CollectorStats, LogsQuery, Reply, Request};
+use obsscraped::storage::MemStorage;
+use obsscraped::{Collector, Config};
+
+const STREAMS: &[&str] = &["obs.logs", "obs.metrics"];
+
+/// A service shell on its own thread until `stop`.
+fn spawn<S, P>(
+    mut ep: HostEndpoint,
+    svc: S,
+    persist: P,
+    links: Links,
+    stop: &Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()>
+where
+    S: Service + Send + 'static,
+    P: Persist<S> + Send + 'static,
+{
+    let stop = Arc::clone(stop);
+    std::thread::spawn(move || {
+        let mut shell = Shell::new(svc, persist, links);
+        let clock = WallClock::new();
+        serve(&mut shell, &mut ep, &clock, &stop, 200_000, &mut |_| {});
+    })
+}
+
+struct World {
+    a: Node,
+    b: Node,
+    id_a: DeviceId,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    logd_a: ServiceId,
+    metricsd_a: ServiceId,
+    collector: ServiceId,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            t.join().unwrap();
+        }
+    }
+}
+
+fn collector_config(device: DeviceId, sample_ppm: u32, events_per_sec: u32) -> Config {
+    let text = obsscraped::config::RECIPE
+        .replace("sample_ppm = 500000", &format!("sample_ppm = {sample_ppm}"))
+        .replace(
+            "events_per_sec = 2000",
+            &format!("events_per_sec = {events_per_sec}"),
+        )
+        .replace(
+            "events_burst = 4000",
+            &format!("events_burst = {}", events_per_sec.max(1)),
+        )
+        .replace("retry_ms = 500", "retry_ms = 50")
+        .replace(
+            "device = \"5863cd012c8f24a0\"",
+            &format!("device = \"{device}\""),
+        );
+    Config::parse(&text).unwrap()
+}
+
+fn world(sample_ppm: u32, events_per_sec: u32) -> World {
+    let (ka, kb) = (key(1), key(2));
+    let (pa, pb) = (free_port(), free_port());
+    let peers = [(ka, pa, STREAMS), (kb, pb, STREAMS)];
+    let a = Node::start(ka, busd_config(pa, &peers, 8));
+    let b = Node::start(kb, busd_config(pb, &peers, 8));
+    let id_a = id_of(ka);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+
+    let logd_ep = a.bus.endpoint("logd").unwrap();
+    let logd_a = logd_ep.id();
+    let reader = a.bus.endpoint("logd-reader").unwrap();
+    let logd = Logd::new(
+        logd::Config::default(),
+        RouterConfig::default().max_frame_bytes,
+        [reader.id()],
+    )
+    .unwrap();
+    drop(reader);
+    let mut links = Links::new();
+    links.insert("busd", a.busd);
+    threads.push(spawn(
+        logd_ep,
+        LogdService::new(logd),
+        InMemory,
+        links.clone(),
+        &stop,
+    ));
+
+    let md_ep = a.bus.endpoint("metricsd").unwrap();
+    let metricsd_a = md_ep.id();
+    let md = MetricsdService::new(Metricsd::new(metricsd::Config::default()).unwrap());
+    threads.push(spawn(md_ep, md, InMemory, links, &stop));
+
+    let c_ep = b.bus.endpoint("obsscraped").unwrap();
+    let collector = c_ep.id();
+    let mut links = Links::new();
+    links.insert("busd", b.busd);
+    let col = Collector::new(
+        collector_config(id_a, sample_ppm, events_per_sec),
+        MemStorage::new(),
+        0,
+    );
+    threads.push(spawn(c_ep, col, InMemory, links, &stop));
+    World {
+        a,
+        b,
+        id_a,
+        stop,
+        threads,
+        logd_a,
+        metricsd_a,
+        collector,
+    }
+}
+
+/// A query to the collector from `ep`.
+fn ask(ep: &mut HostEndpoint, collector: ServiceId, req: &Request<'_>) -> Reply {
+    static NONCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let nonce = NONCE.fetch_add(1, Ordering::Relaxed);
+    ep.send(collector, &query::encode_request(nonce, req).unwrap())
+        .unwrap();
+    loop {
+        let f = ep.recv_timeout(TIMEOUT).expect("a reply");
+        if let Ok((h, r)) = query::decode_reply(&f.bytes) {
+            if h.nonce == nonce {
+                return r;
+            }
+        }
+    }
+}
+
+fn stats(ep: &mut HostEndpoint, collector: ServiceId) -> CollectorStats {
+    match ask(ep, collector, &Request::Stats) {
+        Reply::Stats(s) => s,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(20) {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn append(c: &mut LogdClient<HostEndpoint>, n: u32, level: Level) -> Vec<(u64, Level)> {
+    (0..n)
+        .map(|i| {
+            let f = Fields::parse(&format!("seq={i}\n")).unwrap();
+            (c.append(level, "app", "remote record", &f).unwrap(), level)
+        })
+        .collect()
+}
+
+#[test]
+fn logs_are_sampled_deterministically_and_resume_exactly_after_a_dropped_session() {
+    let mut w = world(500_000, 100_000);
+    let mut app = LogdClient::new(w.a.bus.endpoint("app").unwrap(), w.logd_a, TIMEOUT);
+    let mut ids = append(&mut app, 200, Level::Info);
+    ids.extend(append(&mut app, 20, Level::Error));
+    let mut q = w.b.bus.endpoint("query").unwrap();
+    wait_for("220 records on B", || {
+        stats(&mut q, w.collector).records_received >= 220
+    });
+    let raw = u64::from_be_bytes(w.id_a.0);
+    let expect_kept = ids
+        .iter()
+        .filter(|(id, lvl)| keep(raw, *id, *lvl, 500_000, true))
+        .count() as u64;
+    let s = stats(&mut q, w.collector);
+    assert_eq!(s.records_received, 220);
+    assert_eq!(s.records_kept, expect_kept);
+    assert!(
+        (20 + 60..220).contains(&expect_kept),
+        "sampling reduces volume: {expect_kept}"
+    );
+    assert_eq!(s.records_kept + s.records_sampled_out, 220);
+    // Every error record is kept.
+    let Reply::Logs { lines, .. } = ask(
+        &mut q,
+        w.collector,
+        &Request::Logs(LogsQuery {
+            min_level: Level::Error.as_u8(),
+            max: 256,
+            ..LogsQuery::default()
+        }),
+    ) else {
+        panic!()
+    };
+    assert_eq!(lines.len(), 20);
+
+    // B drops the session; busd redials; the collector resumes.
+    let mut control = w.b.control();
+    control.drop_peer(w.id_a).unwrap();
+    ids.extend(append(&mut app, 50, Level::Info));
+    wait_for("270 records on B", || {
+        stats(&mut q, w.collector).records_received >= 270
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let s = stats(&mut q, w.collector);
+    assert_eq!(s.records_received, 270, "exactly once across the reconnect");
+    assert_eq!(s.disconnects, 0, "no duplicate or out-of-order id");
+    assert!(s.connects >= 3, "logs twice and metrics: {}", s.connects);
+    assert_eq!(s.records_missing, 0);
+}
+
+#[test]
+fn the_rate_limit_holds_the_peer_back_without_loss() {
+    let w = world(1_000_000, 200);
+    let mut app = LogdClient::new(w.a.bus.endpoint("app").unwrap(), w.logd_a, TIMEOUT);
+    append(&mut app, 600, Level::Info);
+    let mut q = w.b.bus.endpoint("query").unwrap();
+    let t0 = Instant::now();
+    wait_for("the first records", || {
+        stats(&mut q, w.collector).records_received > 0
+    });
+    let early = stats(&mut q, w.collector);
+    // 200/s with a burst of 200: far from all 600 right away.
+    assert!(early.records_received < 600, "{early:?}");
+    wait_for("all 600", || {
+        stats(&mut q, w.collector).records_received >= 600
+    });
+    let s = stats(&mut q, w.collector);
+    assert_eq!(s.records_received, 600);
+    assert!(s.throttled > 0);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1000),
+        "600 records at 200/s take time"
+    );
+}
+
+#[test]
+fn metrics_arrive_as_deltas_and_equal_the_peers_values() {
+    let w = world(1_000_000, 100_000);
+    let clock = WallClock::new();
+    let mut m = Metrics::new(
+        w.a.bus.endpoint("app-m").unwrap(),
+        w.metricsd_a,
+        clock,
+        MetricsConfig {
+            timeout_ns: TIMEOUT,
+            ..MetricsConfig::default()
+        },
+    );
+    let c = m
+        .counter("remote_requests_total", &[("route", "/x")])
+        .unwrap();
+    c.add(42);
+    let g = m.gauge("remote_temperature", &[]).unwrap();
+    g.set(-7);
+    let h = m.histogram("remote_latency_us", &[], &[10, 100]).unwrap();
+    for v in [5, 50, 500] {
+        h.observe(v);
+    }
+    m.flush_sync().unwrap();
+    let mut q = w.b.bus.endpoint("query").unwrap();
+    let find = |q: &mut HostEndpoint, name: &str| -> Option<query::SeriesValue> {
+        match ask(
+            q,
+            w.collector,
+            &Request::Metrics {
+                peer: w.id_a.0,
+                prefix: name,
+            },
+        ) {
+            Reply::Metrics(list) => list.into_iter().find(|s| s.name == name),
+            _ => None,
+        }
+    };
+    wait_for("the counter at 42", || {
+        find(&mut q, "remote_requests_total").is_some_and(|s| s.value == 42)
+    });
+    wait_for("the gauge", || {
+        find(&mut q, "remote_temperature").is_some_and(|s| s.value == -7)
+    });
+    wait_for("the histogram", || {
+        find(&mut q, "remote_latency_us").is_some_and(|s| (s.sum, s.count) == (555, 3))
+    });
+    let counter = find(&mut q, "remote_requests_total").unwrap();
+    assert!(
+        counter.labels.contains("route=\"/x\""),
+        "{}",
+        counter.labels
+    );
+    // A later change arrives as a delta.
+    c.add(8);
+    m.flush_sync().unwrap();
+    wait_for("the counter at 50", || {
+        find(&mut q, "remote_requests_total").is_some_and(|s| s.value == 50)
+    });
+    let scrape = m.scrape(64).unwrap();
+    assert!(
+        scrape
+            .lines()
+            .any(|l| l.starts_with("remote_requests_total{") && l.ends_with(" 50")),
+        "A's own scrape agrees"
+    );
+}
+
+#[test]
+fn a_peer_missing_from_busd_is_never_connected() {
+    // The collector lists a device busd does not know: OPEN is refused at
+    // once, again and again, and nothing is ever connected.
+    let (ka, pa) = (key(1), free_port());
+    let a = Node::start(ka, busd_config(pa, &[(ka, pa, STREAMS)], 8));
+    let stop = Arc::new(AtomicBool::new(false));
+    let c_ep = a.bus.endpoint("obsscraped").unwrap();
+    let collector = c_ep.id();
+    let mut links = Links::new();
+    links.insert("busd", a.busd);
+    let col = Collector::new(
+        collector_config(DeviceId([9; 8]), 1_000_000, 1000),
+        MemStorage::new(),
+        0,
+    );
+    let t = spawn(c_ep, col, InMemory, links, &stop);
+    let mut q = a.bus.endpoint("query").unwrap();
+    wait_for("refusals", || stats(&mut q, collector).open_refused >= 2);
+    assert_eq!(stats(&mut q, collector).connects, 0);
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+    let _ = WallClock::new().now_ns();
+}
