@@ -111,8 +111,10 @@ free_port() {
 }
 
 qemu() { # LOG NETDEV MAC APPEND
+    # No -icount here: two guests' clocks must follow the same (host) time,
+    # or a spinning guest's clock races ahead and the bus keepalive of the
+    # other one looks late.
     qemu-system-riscv64 -machine virt -cpu rv64 -smp 1 -m 128M -nographic -bios default \
-        -icount shift=1,align=off,sleep=off \
         -kernel "$KERNEL" \
         -global virtio-mmio.force-legacy=false \
         -netdev "$2" -device "virtio-net-device,netdev=n0,mac=$3" $RNG \

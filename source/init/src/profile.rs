@@ -18,7 +18,7 @@ pub const BUILTIN: [(&str, &str); 3] = [
 ];
 
 /// The services init knows how to start.
-pub const SERVICES: [&str; 3] = ["logd", "metricsd", "busd"];
+pub const SERVICES: [&str; 4] = ["logd", "metricsd", "busd", "obsscraped"];
 
 /// A selftest phase: one capability proved with this boot's evidence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,11 +31,19 @@ pub enum Phase {
     Pair,
     /// Two nodes, the device bus through busd.
     Bus,
+    /// Two nodes, remote observability: B collects A's logs and metrics.
+    Obs,
 }
 
 impl Phase {
     /// Every phase.
-    pub const ALL: [Phase; 4] = [Phase::Logd, Phase::Metrics, Phase::Pair, Phase::Bus];
+    pub const ALL: [Phase; 5] = [
+        Phase::Logd,
+        Phase::Metrics,
+        Phase::Pair,
+        Phase::Bus,
+        Phase::Obs,
+    ];
 
     /// Its name in profiles.
     pub const fn as_str(self) -> &'static str {
@@ -44,6 +52,7 @@ impl Phase {
             Phase::Metrics => "metrics",
             Phase::Pair => "pair",
             Phase::Bus => "bus",
+            Phase::Obs => "obs",
         }
     }
 
@@ -58,6 +67,7 @@ impl Phase {
             Phase::Logd => &["logd"],
             Phase::Metrics => &["logd", "metricsd"],
             Phase::Bus => &["busd"],
+            Phase::Obs => &["logd", "metricsd", "busd", "obsscraped"],
             Phase::Pair => &[],
         }
     }
@@ -70,6 +80,7 @@ impl Phase {
             Phase::Metrics => &["selftest-metrics"],
             // busd's control role (`recipes/observability/busd.toml`).
             Phase::Bus => &["selftest"],
+            Phase::Obs => &["selftest", "selftest-metrics", "selftest-obs"],
             Phase::Pair => &[],
         }
     }

@@ -99,7 +99,7 @@ where
             why: format!("endpoint '{name}' not registered"),
         })
     };
-    let mut peer = peer;
+    let mut bus_client = None;
     let device = started.device_secret.map(DeviceKey::from_secret);
     let node_id = node_id(device.as_ref());
     for phase in &profile.phases {
@@ -169,8 +169,65 @@ where
                 )
                 .map_err(|f| fail(f.0))?;
             }
+            Phase::Obs => {
+                let Some(args) = peer.as_ref() else {
+                    return Err(fail(String::from("needs the network and nexus.role")));
+                };
+                let secret = started
+                    .device_secret
+                    .ok_or_else(|| fail(String::from("busd is not running")))?;
+                let other = bus_peer(secret).map_err(fail)?;
+                // One busd client across phases: events it queued (a peer's
+                // next stream) must not be lost between them.
+                let bus = match bus_client.take() {
+                    Some(b) => bus_client.insert(b),
+                    None => bus_client.insert(BusClient::new(
+                        node.endpoint(id(phase, "selftest")?),
+                        id(phase, "busd")?,
+                        REPLY_TIMEOUT_NS,
+                    )),
+                };
+                let result = match args.role {
+                    Role::A => {
+                        let mut logd = LogdClient::new(
+                            node.endpoint(id(phase, "selftest-obs")?),
+                            id(phase, "logd")?,
+                            REPLY_TIMEOUT_NS,
+                        );
+                        let cfg = MetricsConfig {
+                            timeout_ns: REPLY_TIMEOUT_NS,
+                            node_id,
+                            boot: started.boot,
+                            ..MetricsConfig::default()
+                        };
+                        let mut m = Metrics::new(
+                            node.endpoint(id(phase, "selftest-metrics")?),
+                            id(phase, "metricsd")?,
+                            node.clock().clone(),
+                            cfg,
+                        );
+                        selftest_client::obs::run_a(platform, bus, &mut logd, &mut m, other.id)
+                    }
+                    Role::B => {
+                        let cfg = obsscraped::Config::builtin().map_err(fail)?;
+                        let mut q = node.endpoint(id(phase, "selftest-obs")?);
+                        selftest_client::obs::run_b(
+                            platform,
+                            bus,
+                            &mut q,
+                            id(phase, "obsscraped")?,
+                            other.id,
+                            cfg.logs.sample_ppm,
+                            cfg.logs.keep_warn_error,
+                            (cfg.logs.events_per_sec, cfg.logs.events_burst),
+                            &mut |l| node.console(l),
+                        )
+                    }
+                };
+                result.map_err(fail)?;
+            }
             Phase::Pair | Phase::Bus => {
-                let Some(args) = peer.take() else {
+                let Some(args) = peer.as_ref() else {
                     return Err(fail(String::from(
                         "needs a virtio-net device, nexus.ip and nexus.role",
                     )));
@@ -179,13 +236,16 @@ where
                     let secret = started
                         .device_secret
                         .ok_or_else(|| fail(String::from("busd is not running")))?;
-                    let mut bus = BusClient::new(
-                        node.endpoint(id(phase, "selftest")?),
-                        id(phase, "busd")?,
-                        REPLY_TIMEOUT_NS,
-                    );
+                    let bus = match bus_client.take() {
+                        Some(b) => bus_client.insert(b),
+                        None => bus_client.insert(BusClient::new(
+                            node.endpoint(id(phase, "selftest")?),
+                            id(phase, "busd")?,
+                            REPLY_TIMEOUT_NS,
+                        )),
+                    };
                     bus_peer(secret).and_then(|peer| {
-                        selftest_client::bus::run(platform, args.net, &mut bus, args.role, peer)
+                        selftest_client::bus::run(platform, args.net, bus, args.role, peer)
                     })
                 } else {
                     selftest_client::pair::run(platform, args.net, args.role, args.peer)

@@ -286,6 +286,19 @@ fn start_service<C: Clock + 'static, D: BlockDevice + 'static, N: Network + Clon
             node.add_task(id, Box::new(Shell::new(b, InMemory, links)));
             return Ok(Some(secret));
         }
+        "obsscraped" => {
+            let cfg = obsscraped::Config::builtin().map_err(cfg_err)?;
+            let mut c = obsscraped::Collector::new(
+                cfg,
+                obsscraped::storage::MemStorage::new(),
+                node.clock().now_ns(),
+            );
+            if let Some(secret) = started.device_secret {
+                let me = dsoftbus::identity::DeviceKey::from_secret(secret).id();
+                c.exclude(nexus_bus::DeviceId(me.to_bytes()));
+            }
+            node.add_task(id, Box::new(Shell::new(c, InMemory, links)));
+        }
         other => return Err(cfg_err(format!("init cannot start '{other}'"))),
     }
     Ok(None)

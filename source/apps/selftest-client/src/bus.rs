@@ -8,7 +8,7 @@
 //! | 1 | both | busd prints `dsoftbus: session ok <peer>` and `busd: peer up <peer>` when the session is authenticated both ways |
 //! | 2 | A | dials B's busd itself with a third, unlisted identity: B's busd prints `dsoftbus: acl deny <id>` with the id the stranger proved |
 //! | 3 | A → B | A opens `selftest.bulk` through busd (with a trace context), writes 1 MiB of the deterministic stream under credit and closes; B's listener reads it through busd, checks length and checksum: `dsoftbus: stream verified …`, and replies on the stream |
-//! | 4 | A | `SELFTEST: bus stream via busd ok` when B's reply matches what A sent; `SELFTEST: mux stream ok` when A's busd counters show the 1 MiB went out and the writer was held back by credit at least once |
+//! | 4 | A | `SELFTEST: bus stream via busd ok` when B's reply matches what A sent; `SELFTEST: mux stream ok` when A's busd counters show at least the 1 MiB went out (other services share busd) and the writer was held back by credit at least once |
 //! | 5 | B | on A's "done" stream, B's selftest (busd's control role) drops the session; A's busd redials: both print `busd: peer up <peer>` again |
 //! | 6 | both | a new stream on the new session: A sends a probe, B echoes it and closes, A closes after reading the echo: `SELFTEST: bus reconnect ok` on each side once it saw the other's end |
 
@@ -313,9 +313,11 @@ fn node_a<P: Platform, N: Network, E: Endpoint>(
     let (after, _) = bus.stats().map_err(berr("stats"))?;
     let sent = after.bytes_sent.saturating_sub(before.bytes_sent);
     let stalls = after.credit_stalls.saturating_sub(before.credit_stalls);
-    if sent != STREAM_BYTES || stalls == 0 {
+    // Other services share busd (logd's obs.logs stream): at least the
+    // stream's bytes went out.
+    if sent < STREAM_BYTES || stalls == 0 {
         return Err(format!(
-            "busd counters: {sent} bytes sent, {stalls} credit stalls (want {STREAM_BYTES}, > 0)"
+            "busd counters: {sent} bytes sent, {stalls} credit stalls (want at least {STREAM_BYTES}, > 0)"
         ));
     }
     p.console(&format!(

@@ -24,6 +24,7 @@ extern crate alloc;
 
 pub mod bus;
 pub mod metrics;
+pub mod obs;
 pub mod pair;
 pub mod pairproto;
 

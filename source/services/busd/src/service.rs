@@ -14,7 +14,7 @@ use dsoftbus::identity::{DeviceId as Dev, DeviceKey};
 use dsoftbus::link::{Link, LinkConfig};
 use dsoftbus::mux::{Event as MuxEvent, Mux, MuxConfig, OpenError, StreamError};
 use dsoftbus::policy::Acl;
-use dsoftbus::pump::{ByteIo, Pumped};
+use dsoftbus::pump::{ByteIo, PumpError, Pumped};
 use nexus_bus::proto::{
     self, BusEvent, BusStats, DeviceId, Handle, PeerInfo, Reply, Request, RequestError, MAX_DATA,
     MAX_TRACE, RESET_NO_LISTENER, RESET_PEER_DOWN,
@@ -608,7 +608,7 @@ impl<N: Network> Busd<N> {
         }
     }
 
-    fn pump(&mut self, conn: &mut Conn<N::Socket>, now: u64) -> Result<bool, ()> {
+    fn pump(&mut self, conn: &mut Conn<N::Socket>, now: u64) -> Result<bool, PumpError> {
         let mut buf = core::mem::take(&mut self.buf);
         // A peer's OPEN is accepted only for a name someone listens on here
         // (on top of its ACL); otherwise it is refused before any data.
@@ -622,7 +622,7 @@ impl<N: Network> Busd<N> {
             &mut buf,
         );
         self.buf = buf;
-        r.map_err(|_| ())
+        r
     }
 
     fn tick_closing(&mut self, now: u64) {
@@ -786,8 +786,8 @@ impl<N: Network> Busd<N> {
                     p.state = PeerState::Up(c);
                 }
                 match r {
-                    Err(()) => {
-                        self.peer_down(cx, i, "session lost");
+                    Err(e) => {
+                        self.peer_down(cx, i, &format!("session lost: {e}"));
                         true
                     }
                     Ok(moved) => self.mux_events(cx, i) | moved,

@@ -219,6 +219,12 @@ impl<S: Storage> Collector<S> {
         }
     }
 
+    /// Leaves `device` out of the peers (this node itself: a node does not
+    /// collect from itself through the bus).
+    pub fn exclude(&mut self, device: DeviceId) {
+        self.peers.retain(|p| p.id != device);
+    }
+
     /// Counters.
     pub fn stats(&self) -> CollectorStats {
         let mut s = self.stats;
