@@ -136,22 +136,19 @@ fn render(
 
 /// What a byte becomes inside a JSON string: 0 copied as is, `u` as
 /// `\u00XX`, else `\` and that letter (`serde_json`'s escapes exactly).
-const ESCAPE: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = b'u';
-        i += 1;
+const fn escape_of(b: u8) -> u8 {
+    match b {
+        0x08 => b'b',
+        0x09 => b't',
+        0x0a => b'n',
+        0x0c => b'f',
+        0x0d => b'r',
+        0x00..=0x1f => b'u',
+        b'"' => b'"',
+        b'\\' => b'\\',
+        _ => 0,
     }
-    t[0x08] = b'b';
-    t[0x09] = b't';
-    t[0x0a] = b'n';
-    t[0x0c] = b'f';
-    t[0x0d] = b'r';
-    t[b'"' as usize] = b'"';
-    t[b'\\' as usize] = b'\\';
-    t
-};
+}
 
 /// Appends `s` as a quoted JSON string, escaped byte for byte as
 /// `serde_json` does: runs of bytes that need no escape are copied at once.
@@ -160,7 +157,7 @@ fn push_str(out: &mut String, s: &str) {
     out.push('"');
     let mut start = 0;
     for (i, &b) in s.as_bytes().iter().enumerate() {
-        let e = ESCAPE.get(usize::from(b)).copied().unwrap_or(0);
+        let e = escape_of(b);
         if e == 0 {
             continue;
         }
