@@ -72,6 +72,7 @@ qemu-test: qemu-deps
 ## Criterion benchmarks (not part of `make test`).
 bench:
 	cargo bench -p logd
+	cargo bench -p nexus-log --bench json -- --warm-up-time 1 --measurement-time 3
 	cargo bench -p metricsd --bench metrics -- --warm-up-time 1 --measurement-time 2
 	cargo bench -p dsoftbus --bench link -- --warm-up-time 1 --measurement-time 3
 	cargo bench -p busd --features std --bench busd -- --warm-up-time 1 --measurement-time 3

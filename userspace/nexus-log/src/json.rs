@@ -15,11 +15,11 @@
 //! | *fields*    | every other field in key order: typed values (`:i`, `:f`, `:b`) as JSON numbers and booleans, strings as strings |
 //!
 //! Keys are unique by construction: fields can not use the reserved keys,
-//! and `trace_id`/`span_id` are emitted once. String escaping is done by
-//! `serde_json`, so the line is valid JSON for any input.
+//! and `trace_id`/`span_id` are emitted once. Strings are escaped exactly
+//! as `serde_json` escapes them (a test checks it byte for byte), so the
+//! line is valid JSON for any input.
 
 use alloc::string::String;
-use core::fmt::Write as _;
 
 use crate::fields::{FieldType, Fields};
 use crate::record::Record;
@@ -28,8 +28,16 @@ use crate::Level;
 /// Renders a journal record as one JSON line (no trailing newline).
 pub fn record_to_json(r: &Record) -> String {
     let mut out = String::with_capacity(96 + r.wire_len());
+    write_record_json(&mut out, r);
+    out
+}
+
+/// Appends a journal record as one JSON line (no trailing newline) to
+/// `out`: the same bytes as [`record_to_json`], into a buffer the caller
+/// reuses.
+pub fn write_record_json(out: &mut String, r: &Record) {
     render(
-        &mut out,
+        out,
         r.ts_ns,
         r.level,
         &r.target,
@@ -37,7 +45,6 @@ pub fn record_to_json(r: &Record) -> String {
         &r.fields,
         Some((r.sender.get(), r.id)),
     );
-    out
 }
 
 /// Renders an event that did not go through logd (no sender, no id).
@@ -48,9 +55,22 @@ pub fn event_to_json(
     message: &str,
     fields: &Fields,
 ) -> String {
-    let mut out = String::with_capacity(96 + message.len() + fields.len());
-    render(&mut out, ts_ns, level, target, message, fields, None);
+    let mut out = String::with_capacity(96 + target.len() + message.len() + fields.len());
+    write_event_json(&mut out, ts_ns, level, target, message, fields);
     out
+}
+
+/// Appends an event as one JSON line (no trailing newline) to `out`: the
+/// same bytes as [`event_to_json`], into a buffer the caller reuses.
+pub fn write_event_json(
+    out: &mut String,
+    ts_ns: u64,
+    level: Level,
+    target: &str,
+    message: &str,
+    fields: &Fields,
+) {
+    render(out, ts_ns, level, target, message, fields, None);
 }
 
 fn render(
@@ -62,6 +82,7 @@ fn render(
     fields: &Fields,
     origin: Option<(u32, u64)>,
 ) {
+    out.reserve(80 + target.len() + message.len() + fields.len() + fields.len() / 2);
     out.push_str("{\"timestamp\":\"");
     push_iso8601(out, ts_ns);
     out.push_str("\",\"level\":\"");
@@ -70,8 +91,18 @@ fn render(
     push_str(out, target);
     out.push_str(",\"message\":");
     push_str(out, message);
-    for key in ["trace_id", "span_id"] {
-        if let Some(v) = fields.get(key) {
+    // The lifted ids, looked up in one pass (the text is validated, so
+    // the lines split without re-checking).
+    let (mut trace_id, mut span_id) = (None, None);
+    for (k, _, v) in fields.iter_trusted() {
+        match k {
+            "trace_id" => trace_id = Some(v),
+            "span_id" => span_id = Some(v),
+            _ => {}
+        }
+    }
+    for (key, v) in [("trace_id", trace_id), ("span_id", span_id)] {
+        if let Some(v) = v {
             out.push_str(",\"");
             out.push_str(key);
             out.push_str("\":");
@@ -79,15 +110,20 @@ fn render(
         }
     }
     if let Some((sender, id)) = origin {
-        let _ = write!(out, ",\"sender\":{sender},\"id\":{id}");
+        let mut buf = itoa::Buffer::new();
+        out.push_str(",\"sender\":");
+        out.push_str(buf.format(sender));
+        out.push_str(",\"id\":");
+        out.push_str(buf.format(id));
     }
-    for (k, ty, v) in fields.iter_typed() {
+    for (k, ty, v) in fields.iter_trusted() {
         if k == "trace_id" || k == "span_id" {
             continue;
         }
-        out.push(',');
-        push_str(out, k);
-        out.push(':');
+        // Keys match `[a-z0-9_.-]+`: nothing to escape.
+        out.push_str(",\"");
+        out.push_str(k);
+        out.push_str("\":");
         match ty {
             // Validated by the fields grammar: an integer, a JSON number
             // (finite), `true` or `false` — each a JSON value as written.
@@ -98,12 +134,49 @@ fn render(
     out.push('}');
 }
 
-fn push_str(out: &mut String, s: &str) {
-    match serde_json::to_string(s) {
-        Ok(quoted) => out.push_str(&quoted),
-        // Serializing a &str cannot fail; stay valid JSON regardless.
-        Err(_) => out.push_str("\"\""),
+/// What a byte becomes inside a JSON string: 0 copied as is, `u` as
+/// `\u00XX`, else `\` and that letter (`serde_json`'s escapes exactly).
+const fn escape_of(b: u8) -> u8 {
+    match b {
+        0x08 => b'b',
+        0x09 => b't',
+        0x0a => b'n',
+        0x0c => b'f',
+        0x0d => b'r',
+        0x00..=0x1f => b'u',
+        b'"' => b'"',
+        b'\\' => b'\\',
+        _ => 0,
     }
+}
+
+/// Appends `s` as a quoted JSON string, escaped byte for byte as
+/// `serde_json` does: runs of bytes that need no escape are copied at once.
+fn push_str(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let mut start = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        let e = escape_of(b);
+        if e == 0 {
+            continue;
+        }
+        // `i` is an ASCII byte: a char boundary.
+        out.push_str(s.get(start..i).unwrap_or(""));
+        out.push('\\');
+        if e == b'u' {
+            out.push_str("u00");
+            for nibble in [b >> 4, b & 0xf] {
+                let h = HEX.get(usize::from(nibble)).copied().unwrap_or(b'0');
+                out.push(char::from(h));
+            }
+        } else {
+            out.push(char::from(e));
+        }
+        start = i + 1;
+    }
+    out.push_str(s.get(start..).unwrap_or(""));
+    out.push('"');
 }
 
 /// Writes `ts_ns` (nanoseconds since the Unix epoch) as
@@ -114,13 +187,25 @@ pub fn push_iso8601(out: &mut String, ts_ns: u64) {
     let days = secs / 86_400;
     let sod = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        sod / 3600,
-        (sod % 3600) / 60,
-        sod % 60
-    );
+    // u64::MAX ns is in 2554: the year always has four digits.
+    let mut b = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for i in (at..at + width).rev() {
+            if let Some(c) = b.get_mut(i) {
+                *c = b'0' + (v % 10) as u8;
+            }
+            v /= 10;
+        }
+    };
+    put(0, 4, y);
+    put(5, 2, m);
+    put(8, 2, d);
+    put(11, 2, sod / 3600);
+    put(14, 2, (sod % 3600) / 60);
+    put(17, 2, sod % 60);
+    put(20, 6, micros);
+    // Only ASCII digits were written into an ASCII template.
+    out.push_str(core::str::from_utf8(&b).unwrap_or("1970-01-01T00:00:00.000000Z"));
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day).
@@ -235,7 +320,43 @@ mod tests {
         assert_eq!(v1["status"], serde_json::json!("200"));
     }
 
+    #[test]
+    fn reserved_keys_are_refused() {
+        for k in crate::fields::RESERVED_KEYS {
+            assert_eq!(
+                crate::fields::check_key(k),
+                Err(crate::fields::FieldError::ReservedKey)
+            );
+        }
+        assert_eq!(crate::fields::check_key("ids"), Ok(()));
+    }
+
     proptest! {
+        /// The escaper writes exactly what `serde_json` writes.
+        #[test]
+        fn strings_escape_like_serde_json(s in "\\PC*|[\x00-\x1f\"\\\\\u{2028}\u{7f}a-z]*") {
+            let mut out = String::new();
+            push_str(&mut out, &s);
+            prop_assert_eq!(out, serde_json::to_string(&s).unwrap());
+        }
+
+        /// The unchecked iteration of validated fields is the checked one.
+        #[test]
+        fn trusted_iteration_matches_checked(vals in proptest::collection::vec(("[a-z_]{1,8}", "[^\n]{0,12}", 0u8..4), 0..6)) {
+            let mut b = FieldsBuilder::new();
+            for (k, v, t) in &vals {
+                let _ = match t {
+                    0 => b.insert_typed(k, FieldType::Int, "-12"),
+                    1 => b.insert_typed(k, FieldType::Bool, "true"),
+                    2 => b.insert_typed(k, FieldType::Float, "2.5e3"),
+                    _ => b.insert(k, v),
+                };
+            }
+            if let Ok(f) = b.build() {
+                prop_assert_eq!(f.iter_trusted().collect::<alloc::vec::Vec<_>>(), f.iter_typed().collect::<alloc::vec::Vec<_>>());
+            }
+        }
+
         /// Any message, target and field value gives one line of valid JSON
         /// that decodes back to the same strings.
         #[test]

@@ -457,19 +457,32 @@ impl Journal {
             self.runs.push(pos32);
         }
         let sender = rec.sender;
-        let mut acc = self.accounts.remove(&sender).unwrap_or_else(|| Account {
-            counts: self.retired.remove(&sender).unwrap_or_default(),
-            ..Account::default()
-        });
-        self.unindex(sender, &acc);
-        acc.bytes += size;
-        if acc.pos.len() == acc.pos.capacity() {
-            // Grow by 1/16, not 2x: the lists are a per-record cost.
-            acc.pos.reserve_exact(acc.pos.len() / 16 + 4);
+        if !self.accounts.contains_key(&sender) {
+            let counts = self.retired.remove(&sender).unwrap_or_default();
+            self.accounts.insert(
+                sender,
+                Account {
+                    counts,
+                    ..Account::default()
+                },
+            );
         }
-        acc.pos.push_back(pos32);
-        self.index(sender, &acc);
-        self.accounts.insert(sender, acc);
+        if let Some(acc) = self.accounts.get_mut(&sender) {
+            let old = (acc.bytes, acc.pos.len());
+            acc.bytes += size;
+            if acc.pos.len() == acc.pos.capacity() {
+                // Grow by 1/16, not 2x: the lists are a per-record cost.
+                acc.pos.reserve_exact(acc.pos.len() / 16 + 4);
+            }
+            acc.pos.push_back(pos32);
+            Self::reindex(
+                &mut self.by_bytes,
+                &mut self.by_count,
+                sender,
+                old,
+                (acc.bytes, acc.pos.len()),
+            );
+        }
         self.bytes += size;
         self.appended_total += 1;
         Inserted { id, evicted }
@@ -555,29 +568,53 @@ impl Journal {
         self.garbage = 0;
     }
 
-    fn index(&mut self, sender: ServiceId, acc: &Account) {
-        if !acc.pos.is_empty() {
-            self.by_bytes.insert((acc.bytes, sender));
-            self.by_count.insert((acc.pos.len(), sender));
+    /// Moves `sender` in the eviction indexes from its old `(bytes,
+    /// records)` to the new ones; a sender with no records leaves them.
+    /// An unchanged key is not touched.
+    fn reindex(
+        by_bytes: &mut BTreeSet<(u64, ServiceId)>,
+        by_count: &mut BTreeSet<(usize, ServiceId)>,
+        sender: ServiceId,
+        old: (u64, usize),
+        new: (u64, usize),
+    ) {
+        let (had, has) = (old.1 > 0, new.1 > 0);
+        if had != has || old.0 != new.0 {
+            if had {
+                by_bytes.remove(&(old.0, sender));
+            }
+            if has {
+                by_bytes.insert((new.0, sender));
+            }
         }
-    }
-
-    fn unindex(&mut self, sender: ServiceId, acc: &Account) {
-        self.by_bytes.remove(&(acc.bytes, sender));
-        self.by_count.remove(&(acc.pos.len(), sender));
+        if old.1 != new.1 {
+            if had {
+                by_count.remove(&(old.1, sender));
+            }
+            if has {
+                by_count.insert((new.1, sender));
+            }
+        }
     }
 
     /// Evicts the oldest record of `sender`.
     fn evict_oldest_of(&mut self, sender: ServiceId) -> bool {
-        let Some(mut acc) = self.accounts.remove(&sender) else {
+        let Some(acc) = self.accounts.get_mut(&sender) else {
             return false;
         };
-        self.unindex(sender, &acc);
+        let old = (acc.bytes, acc.pos.len());
         let Some(pos) = acc.pos.pop_front() else {
             return false;
         };
         let pos = pos as usize;
-        let size = self.rec_at(pos).len() as u64;
+        let size = {
+            let a = self.slots.get(pos).map_or(0, |&o| o as usize);
+            let b = self
+                .slots
+                .get(pos + 1)
+                .map_or(self.arena.len(), |&o| o as usize);
+            b.saturating_sub(a) as u64
+        };
         if self.tombs.kill(pos) {
             self.garbage += size;
             self.bytes = self.bytes.saturating_sub(size);
@@ -585,17 +622,22 @@ impl Journal {
         acc.bytes = acc.bytes.saturating_sub(size);
         acc.counts.evicted += 1;
         self.evicted_total += 1;
-        if acc.pos.is_empty() {
-            self.retired.insert(sender, acc.counts);
-        } else {
+        let len = acc.pos.len();
+        Self::reindex(
+            &mut self.by_bytes,
+            &mut self.by_count,
+            sender,
+            old,
+            (acc.bytes, len),
+        );
+        if len == 0 {
+            let counts = acc.counts;
+            self.accounts.remove(&sender);
+            self.retired.insert(sender, counts);
+        } else if acc.pos.capacity() > len + len / 4 + 16 {
             // Give memory back when a sender shrinks: its list keeps at
             // most ~1.25x what it holds.
-            let len = acc.pos.len();
-            if acc.pos.capacity() > len + len / 4 + 16 {
-                acc.pos.shrink_to(len + len / 16 + 4);
-            }
-            self.index(sender, &acc);
-            self.accounts.insert(sender, acc);
+            acc.pos.shrink_to(len + len / 16 + 4);
         }
         true
     }

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 
 use nexus_bounds::{BucketConfig, LimiterConfig, RateLimiter};
 use nexus_ipc::ServiceId;
-use nexus_log::fields::{self, Fields};
+use nexus_log::fields;
 use nexus_log::proto::{
     self, AppendRequest, QueryRequest, RecordParts, Rejects, Reply, Request, RequestError, Stats,
     Status,
@@ -195,39 +195,16 @@ impl Logd {
         if a.target.is_empty() || a.target.chars().any(char::is_control) {
             return Err(Status::InvalidArgs);
         }
-        // Identity claims are judged on the raw lines (keys without a type
-        // marker), before the grammar, so a spoof attempt is always counted
-        // as such.
-        let claims_identity = a
-            .fields
-            .split_terminator('\n')
-            .filter_map(|l| l.split_once('='))
-            .any(|(k, _)| nexus_ipc::is_identity_claim(k.split_once(':').map_or(k, |(k, _)| k)));
-        if claims_identity {
-            self.identity_spoofs += 1;
-            return Err(Status::InvalidArgs);
-        }
-        Fields::check(a.fields).map_err(|_| Status::InvalidArgs)?;
-        // Typed values exist from version 2 on: in a version 1 frame the
-        // version 1 grammar holds (`:` is not a key byte).
-        if version == proto::VERSION && fields::text_has_types(a.fields) {
-            return Err(Status::InvalidArgs);
-        }
-        let mut count = 0u32;
-        // Keys are measured without their type marker.
-        let pairs = a
-            .fields
-            .split_terminator('\n')
-            .filter_map(|l| fields::split_line(l).ok())
-            .map(|(k, _, v)| (k, v));
-        for (k, v) in pairs {
-            count += 1;
-            if too_long(k, lim.max_key_len)
-                || too_long(v, lim.max_value_len)
-                || count > lim.max_fields
-            {
-                return Err(Status::OverLimit);
+        // One pass over the fields text: identity claims, the grammar, the
+        // version rule and the per-field bounds (see `check_fields`).
+        match check_fields(a.fields, version, lim) {
+            FieldsCheck::Ok => {}
+            FieldsCheck::Spoof => {
+                self.identity_spoofs += 1;
+                return Err(Status::InvalidArgs);
             }
+            FieldsCheck::Invalid => return Err(Status::InvalidArgs),
+            FieldsCheck::OverLimit => return Err(Status::OverLimit),
         }
         let rec = RecordParts {
             id: 0,
@@ -328,5 +305,82 @@ impl Logd {
             sender_evictions: self.rates.evictions(),
             senders: Vec::new(),
         }
+    }
+}
+
+/// The verdict on an APPEND's fields text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldsCheck {
+    Ok,
+    /// A line claims an identity (counted as a spoof attempt).
+    Spoof,
+    /// The fields grammar is broken, or a version 1 frame has typed values.
+    Invalid,
+    /// A key, a value or the number of fields is over its bound.
+    OverLimit,
+}
+
+/// Judges `text` in one pass, with the precedence of the separate checks
+/// it replaces: identity claims are judged on the raw lines (keys without
+/// a type marker, every line with a `=`, before the grammar), so a spoof
+/// attempt is always counted as such; then the grammar
+/// ([`nexus_log::Fields::check`]); then, in a version 1 frame, typed values (`:` is
+/// not a key byte there); then the bounds, keys measured without their
+/// marker.
+fn check_fields(text: &str, version: u8, lim: &crate::config::RecordLimits) -> FieldsCheck {
+    let too_long = |s: &str, max: u32| s.len() > max as usize;
+    let mut spoof = false;
+    let mut invalid = !text.is_empty() && !text.ends_with('\n');
+    let mut typed = false;
+    let mut over = false;
+    let mut count = 0u32;
+    let mut prev: Option<&str> = None;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (line, tail) = match rest.as_bytes().iter().position(|&b| b == b'\n') {
+            // `\n` is ASCII: both sides are on char boundaries.
+            Some(i) => (rest.get(..i).unwrap_or(""), rest.get(i + 1..).unwrap_or("")),
+            None => (rest, ""),
+        };
+        rest = tail;
+        let Some(eq) = line.as_bytes().iter().position(|&b| b == b'=') else {
+            invalid = true;
+            continue;
+        };
+        let raw = line.get(..eq).unwrap_or("");
+        let key = raw.split_once(':').map_or(raw, |(k, _)| k);
+        if nexus_ipc::is_identity_claim(key) {
+            spoof = true;
+        }
+        if invalid {
+            // Only identity claims are still looked for.
+            continue;
+        }
+        let Ok((key, ty, value)) = fields::split_line(line) else {
+            invalid = true;
+            continue;
+        };
+        if prev.is_some_and(|p| p >= key) {
+            invalid = true;
+            continue;
+        }
+        prev = Some(key);
+        typed |= ty != fields::FieldType::Str;
+        count += 1;
+        if too_long(key, lim.max_key_len)
+            || too_long(value, lim.max_value_len)
+            || count > lim.max_fields
+        {
+            over = true;
+        }
+    }
+    if spoof {
+        FieldsCheck::Spoof
+    } else if invalid || (version == proto::VERSION && typed) {
+        FieldsCheck::Invalid
+    } else if over {
+        FieldsCheck::OverLimit
+    } else {
+        FieldsCheck::Ok
     }
 }
