@@ -7,14 +7,19 @@
 //! * [`query`]: the query contract (recent logs, latest metrics, STATS).
 //! * [`rotate`]: segments per data kind, rotated on size and time, dropped
 //!   by retention, decided by a pure rotator.
-//! * [`storage`]: in-memory segments.
+//! * [`storage`]: in-memory segments; `files` (feature `std`): segments as
+//!   files on the host.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
 
 pub mod collector;
 pub mod config;
+#[cfg(feature = "std")]
+pub mod files;
 pub mod query;
 pub mod rotate;
 pub mod storage;

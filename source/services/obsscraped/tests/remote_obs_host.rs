@@ -360,3 +360,101 @@ fn a_peer_missing_from_busd_is_never_connected() {
     t.join().unwrap();
     let _ = WallClock::new().now_ns();
 }
+
+#[test]
+fn segments_rotate_into_files_on_size_and_time_and_are_dropped_by_budget() {
+    use obsscraped::files::FileStorage;
+    use obsscraped::rotate::{Budget, Kind, Rotator, Storage};
+    let dir = std::env::temp_dir().join(format!("obsscraped-files-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut st = FileStorage::new(&dir).unwrap();
+    let budget = Budget {
+        segment_bytes: 100,
+        segment_secs: 60,
+        retention_secs: 0,
+        max_bytes: 250,
+    };
+    let mut rot = Rotator::new(budget);
+    const S: u64 = 1_000_000_000;
+    let line = [b'x'; 39];
+    // 40 bytes a line: 2 per segment by size; a minute later by time.
+    for (i, t) in [0, 1, 2, 3, 70, 71, 72, 73].iter().enumerate() {
+        let plan = rot.write(t * S, 40).unwrap();
+        if let Some(idx) = plan.open {
+            assert!(st.open(Kind::Logs, idx));
+        }
+        for d in plan.delete {
+            assert!(st.delete(Kind::Logs, d), "delete {d} at line {i}");
+        }
+        assert!(st.append(Kind::Logs, &line));
+    }
+    let found: Vec<u64> = st.found(Kind::Logs).iter().map(|s| s.index).collect();
+    let kept: Vec<u64> = rot.segments().map(|s| s.index).collect();
+    assert_eq!(found, kept, "the files are exactly the rotator's segments");
+    assert_eq!(kept, [2, 3, 4]);
+    for s in st.found(Kind::Logs) {
+        assert_eq!(s.bytes, 80);
+    }
+    // A restart resumes numbering after the files found.
+    let resumed = Rotator::resume(budget, st.found(Kind::Logs));
+    assert_eq!(resumed.segments().last().unwrap().index, 4);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_hostile_peers_malformed_frames_disconnect_it_with_a_reason() {
+    // Node A runs no logd: a fake one (a busd client) answers obs.logs
+    // with a frame that is not a HEADER, then with garbage.
+    let (ka, kb) = (key(1), key(2));
+    let (pa, pb) = (free_port(), free_port());
+    let peers = [(ka, pa, STREAMS), (kb, pb, STREAMS)];
+    let a = Node::start(ka, busd_config(pa, &peers, 8));
+    let b = Node::start(kb, busd_config(pb, &peers, 8));
+    let stop = Arc::new(AtomicBool::new(false));
+    let c_ep = b.bus.endpoint("obsscraped").unwrap();
+    let collector = c_ep.id();
+    let mut links = Links::new();
+    links.insert("busd", b.busd);
+    let col = Collector::new(
+        collector_config(id_of(ka), 1_000_000, 100_000),
+        MemStorage::new(),
+        0,
+    );
+    let t = spawn(c_ep, col, InMemory, links, &stop);
+    let mut fake = a.client("fake-logd");
+    fake.listen("obs.logs").unwrap();
+    let mut served = 0;
+    let t0 = Instant::now();
+    while served < 2 && t0.elapsed() < Duration::from_secs(20) {
+        if let Some(nexus_bus::proto::BusEvent::Incoming { handle, .. }) =
+            fake.next_event(10_000_000)
+        {
+            let junk: Vec<u8> = if served == 0 {
+                // A well-framed OPEN where a HEADER must come.
+                let open = nexus_remote::logs::encode_open(&nexus_remote::logs::Open {
+                    resume_after: 0,
+                    max_records_per_chunk: 1,
+                })
+                .unwrap();
+                nexus_remote::frame::frame(&open).unwrap()
+            } else {
+                // A length prefix over the frame limit.
+                vec![0xff, 0xff, 0xff, 0x7f, 1, 2, 3]
+            };
+            let _ = fake.send(handle, &junk);
+            served += 1;
+        }
+    }
+    assert_eq!(
+        served, 2,
+        "the collector came back after the first disconnect"
+    );
+    let mut q = b.bus.endpoint("query").unwrap();
+    wait_for("two disconnects", || {
+        stats(&mut q, collector).disconnects >= 2
+    });
+    let s = stats(&mut q, collector);
+    assert_eq!(s.records_received, 0);
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+}
