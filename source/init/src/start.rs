@@ -288,16 +288,46 @@ fn start_service<C: Clock + 'static, D: BlockDevice + 'static, N: Network + Clon
         }
         "obsscraped" => {
             let cfg = obsscraped::Config::builtin().map_err(cfg_err)?;
-            let mut c = obsscraped::Collector::new(
-                cfg,
-                obsscraped::storage::MemStorage::new(),
-                node.clock().now_ns(),
-            );
-            if let Some(secret) = started.device_secret {
-                let me = dsoftbus::identity::DeviceKey::from_secret(secret).id();
-                c.exclude(nexus_bus::DeviceId(me.to_bytes()));
+            let me = started.device_secret.map(|s| {
+                let id = dsoftbus::identity::DeviceKey::from_secret(s).id();
+                nexus_bus::DeviceId(id.to_bytes())
+            });
+            let now = node.clock().now_ns();
+            // On its region when the profile gives it one (kept across
+            // reboots), else in memory; bounded by the same budgets.
+            let region =
+                region.and_then(|dev| match obsscraped::region::RegionStorage::open(dev) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        node.console(&format!("init: obsscraped store unusable: {e:?}"));
+                        None
+                    }
+                });
+            match region {
+                Some((storage, found)) => {
+                    node.console(&format!(
+                        "init: obsscraped store: {} segments restored",
+                        found.len()
+                    ));
+                    let mut c = obsscraped::Collector::new(cfg, storage, now);
+                    c.resume(&found);
+                    if let Some(me) = me {
+                        c.exclude(me);
+                    }
+                    node.add_task(id, Box::new(Shell::new(c, InMemory, links)));
+                }
+                None => {
+                    let mut c = obsscraped::Collector::new(
+                        cfg,
+                        obsscraped::storage::MemStorage::new(),
+                        now,
+                    );
+                    if let Some(me) = me {
+                        c.exclude(me);
+                    }
+                    node.add_task(id, Box::new(Shell::new(c, InMemory, links)));
+                }
             }
-            node.add_task(id, Box::new(Shell::new(c, InMemory, links)));
         }
         other => return Err(cfg_err(format!("init cannot start '{other}'"))),
     }

@@ -117,6 +117,8 @@ pub struct Collector<S> {
     recent_seq: u64,
     stats: CollectorStats,
     rejects: Rejects,
+    /// Lines stored since the last flush.
+    unflushed: bool,
 }
 
 impl<S> core::fmt::Debug for Collector<S> {
@@ -216,6 +218,26 @@ impl<S: Storage> Collector<S> {
             recent_seq: 0,
             stats: CollectorStats::default(),
             rejects: Rejects::default(),
+            unflushed: false,
+        }
+    }
+
+    /// Resumes the rotators with the segments the storage already holds
+    /// (after a reboot), so numbering and budgets continue.
+    pub fn resume(&mut self, found: &[(Kind, crate::rotate::Segment)]) {
+        let b = self.cfg.storage;
+        for (kind, budget) in [
+            (Kind::Logs, b.logs),
+            (Kind::Metrics, b.metrics),
+            (Kind::MetricsDownsampled, b.metrics_downsampled),
+            (Kind::Traces, b.traces),
+        ] {
+            if let Some(r) = self.rotators.get_mut(kind_index(kind)) {
+                *r = Rotator::resume(
+                    budget,
+                    found.iter().filter(|(k, _)| *k == kind).map(|(_, s)| *s),
+                );
+            }
         }
     }
 
@@ -277,6 +299,7 @@ impl<S: Storage> Collector<S> {
         }
         if self.storage.append(kind, line) {
             self.stats.stored_lines += 1;
+            self.unflushed = true;
         } else {
             self.stats.store_failures += 1;
         }
@@ -646,6 +669,9 @@ impl<S: Storage> Service for Collector<S> {
 
     fn tick(&mut self, cx: &mut Ctx<'_>) {
         let now = cx.now_ns();
+        if core::mem::take(&mut self.unflushed) && !self.storage.flush() {
+            self.stats.store_failures += 1;
+        }
         if self.agent.is_none() {
             self.agent = cx.link(BUSD).map(BusAgent::new);
         }

@@ -7,6 +7,7 @@
 //! * [`query`]: the query contract (recent logs, latest metrics, STATS).
 //! * [`rotate`]: segments per data kind, rotated on size and time, dropped
 //!   by retention, decided by a pure rotator.
+//! * [`region`]: segments on a state-store region (the OS disk);
 //! * [`storage`]: in-memory segments; `files` (feature `std`): segments as
 //!   files on the host.
 #![no_std]
@@ -21,6 +22,7 @@ pub mod config;
 #[cfg(feature = "std")]
 pub mod files;
 pub mod query;
+pub mod region;
 pub mod rotate;
 pub mod storage;
 

@@ -177,6 +177,10 @@ pub trait Storage {
     fn append(&mut self, kind: Kind, line: &[u8]) -> bool;
     /// Deletes segment `index` of `kind`.
     fn delete(&mut self, kind: Kind, index: u64) -> bool;
+    /// Makes what was written durable (where the storage buffers).
+    fn flush(&mut self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,20 @@ impl MemStorage {
         self.segments.get(&(kind.as_u8(), index)).map(Vec::as_slice)
     }
 
+    /// The index of `kind`'s open segment.
+    pub fn open_index(&self, kind: Kind) -> Option<u64> {
+        self.open.get(&kind.as_u8()).copied()
+    }
+
+    /// Appends a line to segment `index` of `kind` (opening it if needed;
+    /// used when rebuilding from a store).
+    pub fn append_to(&mut self, kind: Kind, index: u64, line: &[u8]) {
+        let seg = self.segments.entry((kind.as_u8(), index)).or_default();
+        seg.extend_from_slice(line);
+        seg.push(b'\n');
+        self.open.insert(kind.as_u8(), index);
+    }
+
     /// The indexes of `kind`'s segments, oldest first.
     pub fn indexes(&self, kind: Kind) -> Vec<u64> {
         self.segments

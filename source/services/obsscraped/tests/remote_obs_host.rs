@@ -458,3 +458,30 @@ fn a_hostile_peers_malformed_frames_disconnect_it_with_a_reason() {
     stop.store(true, Ordering::Relaxed);
     t.join().unwrap();
 }
+
+#[test]
+fn segments_on_a_region_survive_a_reboot_and_deletion_compacts_them() {
+    use obsscraped::region::RegionStorage;
+    use obsscraped::rotate::{Kind, Storage};
+    let mut disk = nexus_store::MemDisk::new(64);
+    {
+        let (mut st, found) = RegionStorage::open(&mut disk).unwrap();
+        assert!(found.is_empty());
+        assert!(st.open(Kind::Logs, 1));
+        assert!(st.append(Kind::Logs, b"{\"a\":1}"));
+        assert!(st.open(Kind::Logs, 2));
+        assert!(st.append(Kind::Logs, b"{\"b\":2}"));
+        assert!(st.open(Kind::Metrics, 1));
+        assert!(st.append(Kind::Metrics, b"{\"m\":3}"));
+        assert!(st.delete(Kind::Logs, 1));
+        assert!(st.flush());
+        assert_eq!(st.failed, 0);
+    }
+    // "Reboot": the segments come back, the deleted one does not.
+    let (st, found) = RegionStorage::open(&mut disk).unwrap();
+    let kinds: Vec<(Kind, u64)> = found.iter().map(|(k, s)| (*k, s.index)).collect();
+    assert_eq!(kinds, [(Kind::Logs, 2), (Kind::Metrics, 1)]);
+    assert_eq!(st.mem().segment(Kind::Logs, 2).unwrap(), b"{\"b\":2}\n");
+    assert_eq!(st.mem().segment(Kind::Metrics, 1).unwrap(), b"{\"m\":3}\n");
+    assert!(st.mem().segment(Kind::Logs, 1).is_none());
+}
