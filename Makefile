@@ -76,6 +76,7 @@ bench:
 	cargo bench -p metricsd --bench metrics -- --warm-up-time 1 --measurement-time 2
 	cargo bench -p dsoftbus --bench link -- --warm-up-time 1 --measurement-time 3
 	cargo bench -p busd --features std --bench busd -- --warm-up-time 1 --measurement-time 3
+	cargo bench -p obsscraped --features testkit --bench remote -- --warm-up-time 1 --measurement-time 5
 
 ## How the stores scale (not part of `make test`): logd at 1k..1M records
 ## (append, page and heap costs) and metricsd at 1k..100k series (update,

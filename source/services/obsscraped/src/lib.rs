@@ -25,6 +25,8 @@ pub mod query;
 pub mod region;
 pub mod rotate;
 pub mod storage;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use collector::Collector;
 pub use config::Config;
