@@ -372,17 +372,7 @@ pub enum Reply {
     Rejected(Status),
 }
 
-impl nexus_wire::ReplyBody for Reply {
-    fn status(&self) -> Status {
-        match self {
-            Reply::Rejected(s) => *s,
-            _ => Status::Ok,
-        }
-    }
-    fn encode(&self, req: &Header) -> Vec<u8> {
-        encode_reply(req, self)
-    }
-}
+nexus_wire::reply_body!(Reply, encode_reply);
 
 /// Encodes the reply to `req`. Lists longer than their prefix are cut to
 /// it (busd's caps keep them far below).

@@ -340,17 +340,7 @@ pub enum Reply {
     Rejected(Status),
 }
 
-impl nexus_wire::ReplyBody for Reply {
-    fn status(&self) -> Status {
-        match self {
-            Reply::Rejected(s) => *s,
-            _ => Status::Ok,
-        }
-    }
-    fn encode(&self, req: &Header) -> Vec<u8> {
-        encode_reply(req, self)
-    }
-}
+nexus_wire::reply_body!(Reply, encode_reply);
 
 /// Encodes the reply to the request whose header is `req`. The reply is in
 /// the request's version if it is supported, else in [`VERSION_TYPED`] (so

@@ -38,3 +38,23 @@ pub fn answer<R: ReplyBody>(
         frame: req.wants_reply(oneway_op).then(|| reply.encode(req)),
     }
 }
+
+/// Implements [`ReplyBody`] for a protocol's reply enum that has a
+/// `Rejected(Status)` variant (every other variant is `ok`) and an
+/// `encode_reply(&Header, &Reply) -> Vec<u8>` function.
+#[macro_export]
+macro_rules! reply_body {
+    ($reply:ident, $encode:path) => {
+        impl $crate::ReplyBody for $reply {
+            fn status(&self) -> $crate::Status {
+                match self {
+                    $reply::Rejected(s) => *s,
+                    _ => $crate::Status::Ok,
+                }
+            }
+            fn encode(&self, req: &$crate::Header) -> ::alloc::vec::Vec<u8> {
+                $encode(req, self)
+            }
+        }
+    };
+}

@@ -17,14 +17,15 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use busd::service::SockIo;
 use dsoftbus::identity::DeviceKey;
 use dsoftbus::link::{Link, LinkConfig};
 use dsoftbus::policy::Acl;
-use dsoftbus::pump::{ByteIo, Pumped};
+use dsoftbus::pump::Pumped;
 use nexus_bus::proto::{BusEvent, Handle};
 use nexus_bus::{BusClient, BusError, DeviceId};
 use nexus_ipc::Endpoint;
-use nexus_svc::platform::{Network, Platform, TcpSocket, TcpState};
+use nexus_svc::platform::{Network, Platform};
 use nexus_wire::Status;
 
 use crate::pair::Role;
@@ -199,22 +200,6 @@ fn read_to_end<P: Platform, E: Endpoint>(
         }
         total += data.len() as u64;
         sink(&data);
-    }
-}
-
-/// A platform socket as the link pump's transport.
-struct SockIo<'a, S>(&'a mut S);
-
-impl<S: TcpSocket> ByteIo for SockIo<'_, S> {
-    fn send(&mut self, data: &[u8]) -> usize {
-        self.0.send(data)
-    }
-    fn recv(&mut self, buf: &mut [u8]) -> usize {
-        self.0.recv(buf)
-    }
-    fn is_gone(&self) -> bool {
-        let st = self.0.state();
-        st == TcpState::Closed || (!self.0.may_recv() && !st.is_connecting())
     }
 }
 

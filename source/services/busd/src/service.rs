@@ -77,8 +77,10 @@ fn bus_id(d: Dev) -> DeviceId {
     DeviceId(d.to_bytes())
 }
 
-/// A platform socket as the link pump's byte transport.
-struct SockIo<'a, S>(&'a mut S);
+/// A platform socket as the link pump's byte transport (also used by
+/// code that dials a raw link, e.g. the selftest's stranger).
+#[derive(Debug)]
+pub struct SockIo<'a, S>(pub &'a mut S);
 
 impl<S: TcpSocket> ByteIo for SockIo<'_, S> {
     fn send(&mut self, data: &[u8]) -> usize {

@@ -191,17 +191,7 @@ pub enum Reply {
     Rejected(Status),
 }
 
-impl nexus_wire::ReplyBody for Reply {
-    fn status(&self) -> Status {
-        match self {
-            Reply::Rejected(s) => *s,
-            _ => Status::Ok,
-        }
-    }
-    fn encode(&self, req: &Header) -> Vec<u8> {
-        encode_reply(req, self)
-    }
-}
+nexus_wire::reply_body!(Reply, encode_reply);
 
 /// Decodes a request.
 pub fn decode_request(frame: &[u8]) -> Result<(Header, Request<'_>), Option<Header>> {
