@@ -39,6 +39,17 @@ impl TokenBucket {
         }
     }
 
+    /// A bucket holding `scaled` nano-tokens, last refilled at `last_ns`
+    /// (for tables that store one timestamp for several buckets).
+    pub(crate) fn from_parts(scaled: u64, last_ns: u64) -> Self {
+        Self { scaled, last_ns }
+    }
+
+    /// Nano-tokens held and the last refill time.
+    pub(crate) fn parts(self) -> (u64, u64) {
+        (self.scaled, self.last_ns)
+    }
+
     /// Adds the tokens earned since the last refill. Time going backwards
     /// earns nothing.
     pub fn refill(&mut self, cfg: BucketConfig, now_ns: u64) {

@@ -16,10 +16,13 @@ pub struct LimiterConfig {
     pub max_keys: usize,
 }
 
+/// A key's two buckets (24 bytes): they are always refilled together, so
+/// they share one timestamp.
 #[derive(Debug, Clone, Copy)]
 struct Buckets {
-    events: TokenBucket,
-    bytes: TokenBucket,
+    events: u64,
+    bytes: u64,
+    last_ns: u64,
 }
 
 /// The table of per-key buckets.
@@ -50,17 +53,27 @@ impl<K: Ord + Clone> RateLimiter<K> {
     /// events (e.g. a batch of entries).
     pub fn admit_n(&mut self, now_ns: u64, key: K, events: u64, bytes: u64) -> bool {
         let cfg = self.cfg;
-        let (b, evicted) = self.table.get_or_insert_with(key, || Buckets {
-            events: TokenBucket::full(cfg.events, now_ns),
-            bytes: TokenBucket::full(cfg.bytes, now_ns),
+        let (b, evicted) = self.table.get_or_insert_with(key, || {
+            let (events, last_ns) = TokenBucket::full(cfg.events, now_ns).parts();
+            let (bytes, _) = TokenBucket::full(cfg.bytes, now_ns).parts();
+            Buckets {
+                events,
+                bytes,
+                last_ns,
+            }
         });
-        b.events.refill(cfg.events, now_ns);
-        b.bytes.refill(cfg.bytes, now_ns);
-        let ok = b.events.has(events) && b.bytes.has(bytes);
+        let mut ev = TokenBucket::from_parts(b.events, b.last_ns);
+        let mut by = TokenBucket::from_parts(b.bytes, b.last_ns);
+        ev.refill(cfg.events, now_ns);
+        by.refill(cfg.bytes, now_ns);
+        let ok = ev.has(events) && by.has(bytes);
         if ok {
-            b.events.take(events);
-            b.bytes.take(bytes);
+            ev.take(events);
+            by.take(bytes);
         }
+        // Both were refilled to the same time.
+        (b.events, b.last_ns) = ev.parts();
+        (b.bytes, _) = by.parts();
         if evicted.is_some() {
             self.evictions += 1;
         }

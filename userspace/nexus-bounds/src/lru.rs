@@ -1,6 +1,19 @@
 //! A map with a fixed capacity and least-recently-used eviction.
 
 use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+/// No entry (end of the recency list).
+const NIL: u32 = u32::MAX;
+
+#[derive(Debug, Clone)]
+struct Entry<K> {
+    key: K,
+    /// Less recently used neighbour, or `NIL`.
+    prev: u32,
+    /// More recently used neighbour, or `NIL`.
+    next: u32,
+}
 
 /// A map holding at most `capacity` entries.
 ///
@@ -9,24 +22,32 @@ use alloc::collections::BTreeMap;
 /// the least recently used entry and returns it, so the caller can count it.
 /// All operations are `O(log n)`.
 ///
-/// Invariant: `by_key` and `by_age` hold the same entries; `by_age` maps the
-/// touch sequence number of each entry to its key.
+/// Layout (compact): `index` maps each key to its value and its slot in
+/// `entries`, where the keys sit densely in a `Vec`, each with two `u32`
+/// links into the recency list, least recently used first. Invariant:
+/// `index` and `entries` hold the same keys, each slot number in `index`
+/// is that key's slot, and the list visits every entry once.
 #[derive(Debug, Clone)]
 pub struct LruMap<K: Ord + Clone, V> {
     capacity: usize,
-    seq: u64,
-    by_key: BTreeMap<K, (u64, V)>,
-    by_age: BTreeMap<u64, K>,
+    index: BTreeMap<K, (u32, V)>,
+    entries: Vec<Entry<K>>,
+    /// Least recently used entry, or `NIL`.
+    head: u32,
+    /// Most recently used entry, or `NIL`.
+    tail: u32,
 }
 
 impl<K: Ord + Clone, V> LruMap<K, V> {
-    /// An empty map. A capacity of 0 is treated as 1.
+    /// An empty map. A capacity of 0 is treated as 1, one above
+    /// `u32::MAX - 1` as `u32::MAX - 1` (entries are numbered by `u32`).
     pub fn new(capacity: usize) -> Self {
         Self {
-            capacity: capacity.max(1),
-            seq: 0,
-            by_key: BTreeMap::new(),
-            by_age: BTreeMap::new(),
+            capacity: capacity.clamp(1, NIL as usize - 1),
+            index: BTreeMap::new(),
+            entries: Vec::new(),
+            head: NIL,
+            tail: NIL,
         }
     }
 
@@ -37,53 +58,128 @@ impl<K: Ord + Clone, V> LruMap<K, V> {
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.by_key.len()
+        self.entries.len()
     }
 
     /// True if there is no entry.
     pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
+        self.entries.is_empty()
     }
 
-    fn next_seq(&mut self) -> u64 {
-        self.seq = self.seq.wrapping_add(1);
-        self.seq
+    /// Sets the `prev` link of slot `i`; `NIL` (past the most recent end)
+    /// stands for `tail`.
+    fn set_prev(&mut self, i: u32, to: u32) {
+        match self.entries.get_mut(i as usize) {
+            Some(e) => e.prev = to,
+            None => self.tail = to,
+        }
+    }
+
+    /// Sets the `next` link of slot `i`; `NIL` (before the least recent
+    /// end) stands for `head`.
+    fn set_next(&mut self, i: u32, to: u32) {
+        match self.entries.get_mut(i as usize) {
+            Some(e) => e.next = to,
+            None => self.head = to,
+        }
+    }
+
+    /// Takes entry `i` out of the recency list.
+    fn unlink(&mut self, i: u32) {
+        let Some((prev, next)) = self.entries.get(i as usize).map(|e| (e.prev, e.next)) else {
+            return;
+        };
+        self.set_next(prev, next);
+        self.set_prev(next, prev);
+    }
+
+    /// Links entry `i` in as the most recently used.
+    fn link_last(&mut self, i: u32) {
+        let tail = self.tail;
+        if let Some(e) = self.entries.get_mut(i as usize) {
+            e.prev = tail;
+            e.next = NIL;
+        }
+        self.set_next(tail, i);
+        self.tail = i;
+    }
+
+    fn touch(&mut self, i: u32) {
+        if self.tail != i {
+            self.unlink(i);
+            self.link_last(i);
+        }
+    }
+
+    /// Appends a slot for a new key (the caller made room) as the most
+    /// recent; returns its number.
+    fn push_new(&mut self, key: K) -> u32 {
+        let i = u32::try_from(self.entries.len()).unwrap_or(NIL);
+        if self.entries.len() == self.entries.capacity() {
+            // Grow by 1/8, not 2x: the table is a per-key cost.
+            self.entries.reserve_exact(self.entries.len() / 8 + 4);
+        }
+        self.entries.push(Entry {
+            key,
+            prev: NIL,
+            next: NIL,
+        });
+        self.link_last(i);
+        i
+    }
+
+    /// Removes slot `i` (its key already left `index`); the last slot
+    /// moves into it.
+    fn remove_slot(&mut self, i: u32) -> Option<K> {
+        self.unlink(i);
+        let last = u32::try_from(self.entries.len().checked_sub(1)?).unwrap_or(NIL);
+        if i != last {
+            // The last entry's neighbours will point at slot `i`.
+            let (prev, next) = self.entries.get(last as usize).map(|e| (e.prev, e.next))?;
+            self.set_next(prev, i);
+            self.set_prev(next, i);
+        }
+        let gone = self.entries.swap_remove(i as usize);
+        if let Some(moved) = self.entries.get(i as usize) {
+            if let Some(x) = self.index.get_mut(&moved.key) {
+                x.0 = i;
+            }
+        }
+        if self.entries.capacity() > 2 * self.entries.len() + 16 {
+            let n = self.entries.len();
+            self.entries.shrink_to(n + n / 8 + 4);
+        }
+        Some(gone.key)
     }
 
     /// Looks an entry up without touching its age.
     pub fn peek(&self, key: &K) -> Option<&V> {
-        self.by_key.get(key).map(|(_, v)| v)
+        self.index.get(key).map(|(_, v)| v)
     }
 
     /// Looks an entry up and marks it most recently used.
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        let seq = self.next_seq();
-        let (old, v) = self.by_key.get_mut(key)?;
-        let prev = core::mem::replace(old, seq);
-        if let Some(k) = self.by_age.remove(&prev) {
-            self.by_age.insert(seq, k);
-        }
-        Some(v)
+        let i = self.index.get(key)?.0;
+        self.touch(i);
+        self.index.get_mut(key).map(|(_, v)| v)
     }
 
     /// Inserts or replaces `key`, marking it most recently used. Returns the
     /// entry evicted to make room, if any (never the key just inserted).
     pub fn insert(&mut self, key: K, value: V) -> Option<(K, V)> {
-        let seq = self.next_seq();
-        if let Some((old, _)) = self.by_key.get(&key) {
-            let old = *old;
-            self.by_age.remove(&old);
-            self.by_key.insert(key.clone(), (seq, value));
-            self.by_age.insert(seq, key);
+        if let Some((i, v)) = self.index.get_mut(&key) {
+            *v = value;
+            let i = *i;
+            self.touch(i);
             return None;
         }
-        let evicted = if self.by_key.len() >= self.capacity {
+        let evicted = if self.len() >= self.capacity {
             self.pop_oldest()
         } else {
             None
         };
-        self.by_key.insert(key.clone(), (seq, value));
-        self.by_age.insert(seq, key);
+        let i = self.push_new(key.clone());
+        self.index.insert(key, (i, value));
         evicted
     }
 
@@ -95,41 +191,60 @@ impl<K: Ord + Clone, V> LruMap<K, V> {
         key: K,
         make: impl FnOnce() -> V,
     ) -> (&mut V, Option<(K, V)>) {
-        let evicted = if !self.by_key.contains_key(&key) && self.by_key.len() >= self.capacity {
-            self.pop_oldest()
-        } else {
-            None
+        let (fresh, evicted) = match self.index.get(&key) {
+            Some(&(i, _)) => {
+                self.touch(i);
+                (NIL, None)
+            }
+            None => {
+                let evicted = if self.len() >= self.capacity {
+                    self.pop_oldest()
+                } else {
+                    None
+                };
+                (self.push_new(key.clone()), evicted)
+            }
         };
-        let seq = self.next_seq();
-        let slot = self
-            .by_key
-            .entry(key.clone())
-            .or_insert_with(|| (seq, make()));
-        let prev = core::mem::replace(&mut slot.0, seq);
-        if prev != seq {
-            self.by_age.remove(&prev);
-        }
-        self.by_age.insert(seq, key);
-        (&mut slot.1, evicted)
+        // Absent exactly when a slot was just pushed for it.
+        let (_, v) = self.index.entry(key).or_insert_with(|| (fresh, make()));
+        (v, evicted)
     }
 
     /// Removes `key`.
     pub fn remove(&mut self, key: &K) -> Option<V> {
-        let (seq, v) = self.by_key.remove(key)?;
-        self.by_age.remove(&seq);
+        let (i, v) = self.index.remove(key)?;
+        self.remove_slot(i);
         Some(v)
     }
 
     /// Removes and returns the least recently used entry.
     pub fn pop_oldest(&mut self) -> Option<(K, V)> {
-        let (_, key) = self.by_age.pop_first()?;
-        let (_, v) = self.by_key.remove(&key)?;
+        let key = self.entries.get(self.head as usize)?.key.clone();
+        let (i, v) = self.index.remove(&key)?;
+        self.remove_slot(i);
         Some((key, v))
+    }
+
+    /// Checks the layout invariant; used by tests.
+    #[cfg(test)]
+    fn check(&self) {
+        assert_eq!(self.index.len(), self.entries.len());
+        for (k, (i, _)) in &self.index {
+            assert!(self.entries[*i as usize].key == *k);
+        }
+        let (mut at, mut prev, mut n) = (self.head, NIL, 0);
+        while at != NIL {
+            let e = &self.entries[at as usize];
+            assert_eq!(e.prev, prev);
+            (prev, at, n) = (at, e.next, n + 1);
+        }
+        assert_eq!(prev, self.tail);
+        assert_eq!(n, self.entries.len());
     }
 
     /// Iterates entries in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.by_key.iter().map(|(k, (_, v))| (k, v))
+        self.index.iter().map(|(k, (_, v))| (k, v))
     }
 }
 
@@ -205,6 +320,7 @@ mod tests {
                         model.retain(|x| *x != k);
                     }
                 }
+                m.check();
                 prop_assert!(m.len() <= cap);
                 prop_assert_eq!(m.len(), model.len());
             }

@@ -38,8 +38,9 @@
 //!   lifetime allowance.
 //! * `bytes` is the sum of the live records' wire lengths, `garbage` that
 //!   of the dead ones still in the arena; each account's `bytes` and `pos`
-//!   match its records; `by_bytes` and `by_count` hold exactly one entry
-//!   per account with records.
+//!   match its records; `index` maps each account's sender to its slot in
+//!   `accounts`; `by_bytes` and `by_count` are max-heaps holding exactly
+//!   one entry per account (each account knows its place in both).
 //! * Record ids are assigned 1, 2, 3, … on insert and never reused, so a
 //!   missing id in a range is a record that was evicted. `u64::MAX` is never
 //!   an id.
@@ -52,7 +53,7 @@
 //! large ones, and a quiet sender keeps its records as long as it holds
 //! less than the others.
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::{BTreeMap, BinaryHeap, VecDeque};
 use alloc::vec::Vec;
 
 use nexus_bounds::LruMap;
@@ -82,13 +83,135 @@ struct Counts {
     rejected: u64,
 }
 
-/// Accounting of a sender that holds records.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Accounting of a sender that holds records: one slot in
+/// `Journal::accounts` (64 bytes plus its position list).
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Account {
-    bytes: u64,
+    sender: ServiceId,
+    /// Wire bytes of its records: at most the journal's `max_bytes`, a
+    /// `u32` (saturating).
+    bytes: u32,
+    /// Its place in `Journal::by_count` and `Journal::by_bytes`.
+    at: [u32; 2],
     counts: Counts,
     /// Slot positions of this sender's records, oldest first.
     pos: VecDeque<u32>,
+}
+
+/// The two eviction orders: most records, most bytes (ties: the higher
+/// sender id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    Count = 0,
+    Bytes = 1,
+}
+
+impl Order {
+    fn key(self, a: &Account) -> (u64, ServiceId) {
+        match self {
+            Self::Count => (a.pos.len() as u64, a.sender),
+            Self::Bytes => (u64::from(a.bytes), a.sender),
+        }
+    }
+}
+
+/// Pushes onto a per-sender list, growing it by 1/8 (not 2x): these lists
+/// are a per-sender cost.
+fn push_slim<T>(v: &mut Vec<T>, x: T) {
+    if v.len() == v.capacity() {
+        v.reserve_exact(v.len() / 8 + 4);
+    }
+    v.push(x);
+}
+
+/// Gives memory back when a per-sender list has shrunk to under half of
+/// its capacity (amortized O(1): it must shrink by ~half again first).
+fn trim<T>(v: &mut Vec<T>) {
+    if v.capacity() > 2 * v.len() + 16 {
+        v.shrink_to(v.len() + v.len() / 8 + 4);
+    }
+}
+
+/// An indexed binary max-heap of account slots under one [`Order`]; each
+/// account stores its position (`Account::at`), so a key change or a
+/// removal is O(log senders).
+#[derive(Debug, Default)]
+struct Heap {
+    items: Vec<u32>,
+}
+
+impl Heap {
+    fn key(&self, accts: &[Account], o: Order, i: usize) -> Option<(u64, ServiceId)> {
+        let a = self.items.get(i)?;
+        accts.get(*a as usize).map(|a| o.key(a))
+    }
+
+    fn set(&mut self, accts: &mut [Account], o: Order, i: usize, acct: u32) {
+        if let Some(x) = self.items.get_mut(i) {
+            *x = acct;
+        }
+        if let Some(a) = accts.get_mut(acct as usize) {
+            if let Some(at) = a.at.get_mut(o as usize) {
+                *at = u32::try_from(i).unwrap_or(u32::MAX);
+            }
+        }
+    }
+
+    fn swap(&mut self, accts: &mut [Account], o: Order, i: usize, j: usize) {
+        let (Some(&x), Some(&y)) = (self.items.get(i), self.items.get(j)) else {
+            return;
+        };
+        self.set(accts, o, i, y);
+        self.set(accts, o, j, x);
+    }
+
+    /// Restores the heap order around position `i`.
+    fn fix(&mut self, accts: &mut [Account], o: Order, mut i: usize) {
+        while i > 0 {
+            let up = (i - 1) / 2;
+            if self.key(accts, o, up) >= self.key(accts, o, i) {
+                break;
+            }
+            self.swap(accts, o, i, up);
+            i = up;
+        }
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut top = i;
+            if self.key(accts, o, l) > self.key(accts, o, top) {
+                top = l;
+            }
+            if self.key(accts, o, r) > self.key(accts, o, top) {
+                top = r;
+            }
+            if top == i {
+                break;
+            }
+            self.swap(accts, o, i, top);
+            i = top;
+        }
+    }
+
+    fn push(&mut self, accts: &mut [Account], o: Order, acct: u32) {
+        let i = self.items.len();
+        push_slim(&mut self.items, acct);
+        self.set(accts, o, i, acct);
+        self.fix(accts, o, i);
+    }
+
+    fn remove(&mut self, accts: &mut [Account], o: Order, i: usize) {
+        let last = self.items.len().saturating_sub(1);
+        self.swap(accts, o, i, last);
+        self.items.pop();
+        trim(&mut self.items);
+        if i < self.items.len() {
+            self.fix(accts, o, i);
+        }
+    }
+
+    fn top(&self) -> Option<u32> {
+        self.items.first().copied()
+    }
 }
 
 /// Dead slots: one bit per slot, and a Fenwick tree of the dead count per
@@ -267,12 +390,15 @@ pub struct Journal {
     /// Wire bytes of the dead records still in the arena.
     garbage: u64,
     next_id: u64,
-    accounts: BTreeMap<ServiceId, Account>,
+    /// The senders holding records, in no order.
+    accounts: Vec<Account>,
+    /// Sender → its slot in `accounts`.
+    index: BTreeMap<ServiceId, u32>,
     /// Counters of senders with no records left, bounded: the least
     /// recently touched is forgotten.
     retired: LruMap<ServiceId, Counts>,
-    by_bytes: BTreeSet<(u64, ServiceId)>,
-    by_count: BTreeSet<(usize, ServiceId)>,
+    by_count: Heap,
+    by_bytes: Heap,
     evicted_total: u64,
     appended_total: u64,
 }
@@ -291,10 +417,11 @@ impl Journal {
             bytes: 0,
             garbage: 0,
             next_id: 1,
-            accounts: BTreeMap::new(),
+            accounts: Vec::new(),
+            index: BTreeMap::new(),
             retired: LruMap::new(usize::try_from(max_retired).unwrap_or(usize::MAX)),
-            by_bytes: BTreeSet::new(),
-            by_count: BTreeSet::new(),
+            by_count: Heap::default(),
+            by_bytes: Heap::default(),
             evicted_total: 0,
             appended_total: 0,
         }
@@ -430,9 +557,9 @@ impl Journal {
                 break;
             }
             let victim = if by_count {
-                self.by_count.last().map(|e| e.1)
+                self.by_count.top()
             } else {
-                self.by_bytes.last().map(|e| e.1)
+                self.by_bytes.top()
             };
             if !victim.is_some_and(|v| self.evict_oldest_of(v)) {
                 break;
@@ -456,33 +583,18 @@ impl Journal {
         if back.is_some_and(|t| rec.ts_ns < t) {
             self.runs.push(pos32);
         }
-        let sender = rec.sender;
-        if !self.accounts.contains_key(&sender) {
-            let counts = self.retired.remove(&sender).unwrap_or_default();
-            self.accounts.insert(
-                sender,
-                Account {
-                    counts,
-                    ..Account::default()
-                },
-            );
-        }
-        if let Some(acc) = self.accounts.get_mut(&sender) {
-            let old = (acc.bytes, acc.pos.len());
-            acc.bytes += size;
+        let k = self.account_of(rec.sender);
+        if let Some(acc) = self.accounts.get_mut(k as usize) {
+            acc.bytes = acc
+                .bytes
+                .saturating_add(u32::try_from(size).unwrap_or(u32::MAX));
             if acc.pos.len() == acc.pos.capacity() {
                 // Grow by 1/16, not 2x: the lists are a per-record cost.
                 acc.pos.reserve_exact(acc.pos.len() / 16 + 4);
             }
             acc.pos.push_back(pos32);
-            Self::reindex(
-                &mut self.by_bytes,
-                &mut self.by_count,
-                sender,
-                old,
-                (acc.bytes, acc.pos.len()),
-            );
         }
+        self.reorder(k);
         self.bytes += size;
         self.appended_total += 1;
         Inserted { id, evicted }
@@ -536,7 +648,7 @@ impl Journal {
             let d = before.get(i / 64).copied().unwrap_or(dead) + (word & mask).count_ones();
             *p = p.saturating_sub(d);
         };
-        for acc in self.accounts.values_mut() {
+        for acc in &mut self.accounts {
             acc.pos.iter_mut().for_each(remap);
         }
         let live = self.slots.len() - tombs.dead;
@@ -568,41 +680,80 @@ impl Journal {
         self.garbage = 0;
     }
 
-    /// Moves `sender` in the eviction indexes from its old `(bytes,
-    /// records)` to the new ones; a sender with no records leaves them.
-    /// An unchanged key is not touched.
-    fn reindex(
-        by_bytes: &mut BTreeSet<(u64, ServiceId)>,
-        by_count: &mut BTreeSet<(usize, ServiceId)>,
-        sender: ServiceId,
-        old: (u64, usize),
-        new: (u64, usize),
-    ) {
-        let (had, has) = (old.1 > 0, new.1 > 0);
-        if had != has || old.0 != new.0 {
-            if had {
-                by_bytes.remove(&(old.0, sender));
-            }
-            if has {
-                by_bytes.insert((new.0, sender));
-            }
+    /// The slot of `sender`'s account, opened (with its retired counters,
+    /// if any) if it has none.
+    fn account_of(&mut self, sender: ServiceId) -> u32 {
+        if let Some(&k) = self.index.get(&sender) {
+            return k;
         }
-        if old.1 != new.1 {
-            if had {
-                by_count.remove(&(old.1, sender));
-            }
-            if has {
-                by_count.insert((new.1, sender));
-            }
-        }
+        let counts = self.retired.remove(&sender).unwrap_or_default();
+        // At most `max_records` accounts (each holds a record): a u32.
+        let k = u32::try_from(self.accounts.len()).unwrap_or(u32::MAX);
+        push_slim(
+            &mut self.accounts,
+            Account {
+                sender,
+                bytes: 0,
+                at: [0; 2],
+                counts,
+                pos: VecDeque::new(),
+            },
+        );
+        self.index.insert(sender, k);
+        self.by_count.push(&mut self.accounts, Order::Count, k);
+        self.by_bytes.push(&mut self.accounts, Order::Bytes, k);
+        k
     }
 
-    /// Evicts the oldest record of `sender`.
-    fn evict_oldest_of(&mut self, sender: ServiceId) -> bool {
-        let Some(acc) = self.accounts.get_mut(&sender) else {
+    /// Restores both eviction orders after account `k` changed.
+    fn reorder(&mut self, k: u32) {
+        let Some(at) = self.accounts.get(k as usize).map(|a| a.at) else {
+            return;
+        };
+        self.by_count
+            .fix(&mut self.accounts, Order::Count, at[0] as usize);
+        self.by_bytes
+            .fix(&mut self.accounts, Order::Bytes, at[1] as usize);
+    }
+
+    /// Closes account `k` (it holds no record): it leaves both orders and
+    /// the last account takes its slot.
+    fn close(&mut self, k: u32) {
+        let Some(at) = self.accounts.get(k as usize).map(|a| a.at) else {
+            return;
+        };
+        self.by_count
+            .remove(&mut self.accounts, Order::Count, at[0] as usize);
+        self.by_bytes
+            .remove(&mut self.accounts, Order::Bytes, at[1] as usize);
+        let gone = self.accounts.swap_remove(k as usize);
+        self.index.remove(&gone.sender);
+        self.retired.insert(gone.sender, gone.counts);
+        if let Some(moved) = self.accounts.get(k as usize) {
+            let (sender, at) = (moved.sender, moved.at);
+            if let Some(x) = self.by_count.items.get_mut(at[0] as usize) {
+                *x = k;
+            }
+            if let Some(x) = self.by_bytes.items.get_mut(at[1] as usize) {
+                *x = k;
+            }
+            if let Some(x) = self.index.get_mut(&sender) {
+                *x = k;
+            }
+        }
+        trim(&mut self.accounts);
+    }
+
+    fn account(&self, sender: ServiceId) -> Option<&Account> {
+        let k = self.index.get(&sender)?;
+        self.accounts.get(*k as usize)
+    }
+
+    /// Evicts the oldest record of the account in slot `k`.
+    fn evict_oldest_of(&mut self, k: u32) -> bool {
+        let Some(acc) = self.accounts.get_mut(k as usize) else {
             return false;
         };
-        let old = (acc.bytes, acc.pos.len());
         let Some(pos) = acc.pos.pop_front() else {
             return false;
         };
@@ -619,25 +770,21 @@ impl Journal {
             self.garbage += size;
             self.bytes = self.bytes.saturating_sub(size);
         }
-        acc.bytes = acc.bytes.saturating_sub(size);
+        acc.bytes = acc
+            .bytes
+            .saturating_sub(u32::try_from(size).unwrap_or(u32::MAX));
         acc.counts.evicted += 1;
         self.evicted_total += 1;
         let len = acc.pos.len();
-        Self::reindex(
-            &mut self.by_bytes,
-            &mut self.by_count,
-            sender,
-            old,
-            (acc.bytes, len),
-        );
-        if len == 0 {
-            let counts = acc.counts;
-            self.accounts.remove(&sender);
-            self.retired.insert(sender, counts);
-        } else if acc.pos.capacity() > len + len / 4 + 16 {
+        if len > 0 && acc.pos.capacity() > len + len / 4 + 16 {
             // Give memory back when a sender shrinks: its list keeps at
             // most ~1.25x what it holds.
             acc.pos.shrink_to(len + len / 16 + 4);
+        }
+        if len == 0 {
+            self.close(k);
+        } else {
+            self.reorder(k);
         }
         true
     }
@@ -708,8 +855,7 @@ impl Journal {
         let src = match f.sender {
             None => Source::All,
             Some(s) => self
-                .accounts
-                .get(&s)
+                .account(s)
                 .map_or(Source::Nothing, |a| Source::Sender(&a.pos)),
         };
         let n = self.slots.len();
@@ -786,19 +932,21 @@ impl Journal {
 
     /// Counts a rejected append against `sender`.
     pub fn note_rejected(&mut self, sender: ServiceId) {
-        if let Some(a) = self.accounts.get_mut(&sender) {
-            a.counts.rejected += 1;
-            return;
+        if let Some(&k) = self.index.get(&sender) {
+            if let Some(a) = self.accounts.get_mut(k as usize) {
+                a.counts.rejected += 1;
+                return;
+            }
         }
         let (c, _) = self.retired.get_or_insert_with(sender, Counts::default);
         c.rejected += 1;
     }
 
-    fn sender_stats(sender: ServiceId, a: &Account) -> SenderStats {
+    fn sender_stats(a: &Account) -> SenderStats {
         SenderStats {
-            sender,
+            sender: a.sender,
             records: a.pos.len() as u64,
-            bytes: a.bytes,
+            bytes: u64::from(a.bytes),
             evicted: a.counts.evicted,
             rejected: a.counts.rejected,
         }
@@ -806,8 +954,8 @@ impl Journal {
 
     /// Accounting of one sender (zeros if unknown).
     pub fn sender(&self, sender: ServiceId) -> SenderStats {
-        if let Some(a) = self.accounts.get(&sender) {
-            return Self::sender_stats(sender, a);
+        if let Some(a) = self.account(sender) {
+            return Self::sender_stats(a);
         }
         let c = self.retired.peek(&sender).copied().unwrap_or_default();
         SenderStats {
@@ -819,14 +967,23 @@ impl Journal {
         }
     }
 
-    /// The `n` senders holding the most bytes, heaviest first.
+    /// The `n` senders holding the most bytes, heaviest first (ties: the
+    /// higher sender id). O(n log n): a walk down the byte heap.
     pub fn heaviest(&self, n: usize) -> Vec<SenderStats> {
-        self.by_bytes
-            .iter()
-            .rev()
-            .take(n)
-            .filter_map(|(_, s)| self.accounts.get(s).map(|a| Self::sender_stats(*s, a)))
-            .collect()
+        let h = &self.by_bytes;
+        let mut out = Vec::new();
+        let mut front = BinaryHeap::new();
+        front.extend(h.key(&self.accounts, Order::Bytes, 0).map(|k| (k, 0usize)));
+        while out.len() < n {
+            let Some((_, i)) = front.pop() else { break };
+            if let Some(a) = h.items.get(i).and_then(|&k| self.accounts.get(k as usize)) {
+                out.push(Self::sender_stats(a));
+            }
+            for c in [2 * i + 1, 2 * i + 2] {
+                front.extend(h.key(&self.accounts, Order::Bytes, c).map(|k| (k, c)));
+            }
+        }
+        out
     }
 
     /// Checks every invariant; used by tests.
@@ -869,12 +1026,25 @@ impl Journal {
                 );
             }
         }
-        assert_eq!(self.by_bytes.len(), self.accounts.len());
-        assert_eq!(self.by_count.len(), self.accounts.len());
-        for (s, a) in &self.accounts {
+        assert_eq!(self.by_bytes.items.len(), self.accounts.len());
+        assert_eq!(self.by_count.items.len(), self.accounts.len());
+        assert_eq!(self.index.len(), self.accounts.len());
+        for (o, h) in [
+            (Order::Count, &self.by_count),
+            (Order::Bytes, &self.by_bytes),
+        ] {
+            for (i, &k) in h.items.iter().enumerate() {
+                assert_eq!(self.accounts[k as usize].at[o as usize] as usize, i);
+                if i > 0 {
+                    let up = h.items[(i - 1) / 2] as usize;
+                    assert!(o.key(&self.accounts[up]) > o.key(&self.accounts[k as usize]));
+                }
+            }
+        }
+        for (k, a) in self.accounts.iter().enumerate() {
+            let s = &a.sender;
+            assert_eq!(self.index[s] as usize, k);
             assert!(!a.pos.is_empty());
-            assert!(self.by_bytes.contains(&(a.bytes, *s)));
-            assert!(self.by_count.contains(&(a.pos.len(), *s)));
             assert!(a.pos.iter().zip(a.pos.iter().skip(1)).all(|(x, y)| x < y));
             let b: u64 = a
                 .pos
@@ -887,9 +1057,9 @@ impl Journal {
                     r.wire_len() as u64
                 })
                 .sum();
-            assert_eq!(b, a.bytes);
+            assert_eq!(b, u64::from(a.bytes));
         }
-        let held: usize = self.accounts.values().map(|a| a.pos.len()).sum();
+        let held: usize = self.accounts.iter().map(|a| a.pos.len()).sum();
         assert_eq!(held, self.len());
     }
 }
@@ -971,7 +1141,7 @@ mod tests {
         for _ in 0..990 {
             j.insert(rec(2, 0));
         }
-        let a = &j.accounts[&ServiceId::new(1)];
+        let a = j.account(ServiceId::new(1)).unwrap();
         assert!(a.pos.len() <= 500);
         assert!(a.pos.capacity() <= a.pos.len() + a.pos.len() / 4 + 16);
         j.debug_check();
@@ -993,6 +1163,10 @@ mod tests {
                 j.debug_check();
                 // The record just inserted is always kept.
                 prop_assert!(j.get(ins.id).is_some());
+                let mut all: Vec<SenderStats> = (1..6).map(|s| j.sender(ServiceId::new(s))).filter(|s| s.records > 0).collect();
+                all.sort_by_key(|s| core::cmp::Reverse((s.bytes, s.sender)));
+                all.truncate(3);
+                prop_assert_eq!(j.heaviest(3), all);
             }
             prop_assert_eq!(j.appended_total(), j.evicted_total() + j.len() as u64);
         }
