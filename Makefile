@@ -77,6 +77,7 @@ bench:
 	cargo bench -p dsoftbus --bench link -- --warm-up-time 1 --measurement-time 3
 	cargo bench -p busd --features std --bench busd -- --warm-up-time 1 --measurement-time 3
 	cargo bench -p obsscraped --features testkit --bench remote -- --warm-up-time 1 --measurement-time 5
+	cargo bench -p nexus-trace --bench trace -- --warm-up-time 1 --measurement-time 2
 
 ## How the stores scale (not part of `make test`): logd at 1k..1M records
 ## (append, page and heap costs) and metricsd at 1k..100k series (update,
