@@ -5,8 +5,9 @@
 //! agent (which remembers what each nonce was for) and hands every frame
 //! that comes from busd to [`BusAgent::on_frame`], which turns replies and
 //! events into [`AgentEvent`]s. At most [`MAX_PENDING`] requests wait for
-//! replies; beyond that a request is refused locally (`false`), never
-//! queued without bound.
+//! replies: a reply busd could not deliver (its queue to us was full) would
+//! otherwise hold a slot forever, so the oldest waiting request is
+//! forgotten (counted in [`BusAgent::forgotten`]) to make room.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -85,6 +86,7 @@ pub struct BusAgent {
     nonce: u64,
     pending: BTreeMap<u64, Pending>,
     unmatched: u64,
+    forgotten: u64,
 }
 
 impl BusAgent {
@@ -95,6 +97,7 @@ impl BusAgent {
             nonce: 0,
             pending: BTreeMap::new(),
             unmatched: 0,
+            forgotten: 0,
         }
     }
 
@@ -106,6 +109,11 @@ impl BusAgent {
     /// Frames from busd that were neither a known reply nor an event.
     pub fn unmatched(&self) -> u64 {
         self.unmatched
+    }
+
+    /// Waiting requests dropped to make room (their replies never came).
+    pub fn forgotten(&self) -> u64 {
+        self.forgotten
     }
 
     /// Requests waiting for a reply.
@@ -120,7 +128,11 @@ impl BusAgent {
         what: Pending,
     ) -> bool {
         if self.pending.len() >= MAX_PENDING {
-            return false;
+            // Nonces increase: the first key is the oldest request.
+            if let Some((&oldest, _)) = self.pending.iter().next() {
+                self.pending.remove(&oldest);
+                self.forgotten += 1;
+            }
         }
         self.nonce = self.nonce.wrapping_add(1);
         let Ok(frame) = proto::encode_request(self.nonce, req) else {

@@ -147,3 +147,21 @@ proptest! {
         let _ = decode_event(&f);
     }
 }
+
+#[test]
+fn the_agent_forgets_the_oldest_request_when_full_never_refuses_forever() {
+    use nexus_bus::agent::MAX_PENDING;
+    use nexus_bus::BusAgent;
+    let busd = nexus_ipc::ServiceId::new(1);
+    let mut agent = BusAgent::new(busd);
+    let mut sent = 0;
+    let mut send = |_: nexus_ipc::ServiceId, _: &[u8]| {
+        sent += 1;
+        true
+    };
+    for _ in 0..MAX_PENDING + 10 {
+        assert!(agent.watch(&mut send));
+    }
+    assert_eq!(agent.pending(), MAX_PENDING);
+    assert_eq!(agent.forgotten(), 10);
+}
