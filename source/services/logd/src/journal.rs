@@ -11,7 +11,7 @@
 //! only marked dead (one bit, `Tombs`) until a compaction squeezes the
 //! dead records out of the arena and the slot list, in place, in one pass.
 //! Compaction runs when the arena (or the slot list) is full and at least
-//! 1/16 of it is dead; otherwise the arena grows by 1/16. So the heap is
+//! 1/16 of it is dead; otherwise the arena grows by 1/32. So the heap is
 //! at most about `1.14 × peak bytes + 10 B × records` plus a few hundred bytes per
 //! sender (see `docs/observability/logd.md`, *Memory*), and an append costs
 //! amortized O(1): a compaction moves at most 16 bytes per byte appended
@@ -643,7 +643,7 @@ impl Journal {
 
     /// Makes room for one more slot and `size` arena bytes: compacts when
     /// the arena or the slot list is full and at least 1/16 of it is dead
-    /// (or offsets would pass `u32`), else grows it by 1/16.
+    /// (or offsets would pass `u32`), else grows it by 1/32.
     fn make_room(&mut self, size: usize) {
         let limit = u32::MAX as usize;
         let need = self.arena.len().saturating_add(size);
@@ -661,7 +661,7 @@ impl Journal {
         let need = self.arena.len().saturating_add(size);
         let cap = self.arena.capacity();
         if need > cap {
-            let target = need.max(cap + cap / 16).max(256).min(limit).max(need);
+            let target = need.max(cap + cap / 32).max(256).min(limit).max(need);
             self.arena.reserve_exact(target - self.arena.len());
         }
         if self.slots.len() == self.slots.capacity() {
