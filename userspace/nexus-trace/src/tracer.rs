@@ -434,7 +434,9 @@ impl<C: Clock, S: SpanSink> SpanGuard<C, S> {
             parent,
             remote_parent,
             tracestate,
-            name: if sampled {
+            // Copied only for a sink that reads it in `finished` (the
+            // copy is the one allocation of a bare sampled span).
+            name: if sampled && inner.sink.wants_finished() {
                 String::from(name)
             } else {
                 String::new()

@@ -1,5 +1,6 @@
 //! An unsampled span costs no allocation: a counting global allocator
-//! watches span start and end (root, child, attribute, event, status).
+//! watches span start and end (root, child, attribute, event, status);
+//! nor does a sampled bare span whose sink only takes start/end entries.
 #![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -8,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use nexus_bounds::ManualClock;
 use nexus_trace::recent::RecentSpans;
 use nexus_trace::sampler::Sampler;
+use nexus_trace::tracer::NullSink;
 use nexus_trace::{
     IdGenerator, IdSeed, SpanContext, SpanId, SpanStatus, TraceContext, TraceFlags, TraceId,
     Tracer, TracerConfig,
@@ -89,4 +91,21 @@ fn unsampled_span_allocates_zero_bytes() {
     );
     let (bytes, _) = measure(|| drop(t2.span("sampled")));
     assert!(bytes > 0);
+    // A sampled bare span whose sink does not read finished spans (only
+    // start and end entries) allocates nothing either: its name is not
+    // copied.
+    let t3 = Tracer::new(
+        ManualClock::new(1),
+        NullSink,
+        IdGenerator::new(&IdSeed::new(1, 2, 5)),
+        TracerConfig::default(),
+    );
+    drop(t3.span("warm-up"));
+    let got = measure(|| {
+        for _ in 0..1000 {
+            drop(t3.span("sampled"));
+        }
+    });
+    assert_eq!(got, (0, 0), "bytes, calls");
+    assert_eq!(t3.stats().spans_started, 1001);
 }
