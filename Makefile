@@ -3,7 +3,7 @@
 
 RISCV_TARGET := riscv64gc-unknown-none-elf
 # Every no_std service core and client library; built for the target in `make test`.
-NO_STD_CRATES := -p nexus-wire -p nexus-bounds -p nexus-ipc -p nexus-svc -p nexus-log -p nexus-metrics -p nexus-trace -p nexus-remote -p nexus-store -p dsoftbus -p logd -p metricsd -p selftest-client -p nexus-init -p nexus-bus -p busd -p obsscraped
+NO_STD_CRATES := -p nexus-wire -p nexus-bounds -p nexus-ipc -p nexus-svc -p nexus-log -p nexus-metrics -p nexus-trace -p nexus-remote -p nexus-store -p dsoftbus -p logd -p metricsd -p selftest-client -p nexus-init -p nexus-bus -p busd -p obsscraped -p traced
 KERNEL = $(shell scripts/target-dir.sh)/$(RISCV_TARGET)/release/nexus-kernel
 RUN_IMG := out/run.img
 

@@ -1,0 +1,34 @@
+//! The collector's bounds.
+
+/// Bounds of the [`crate::Correlator`]. Every one is a hard cap: what does
+/// not fit is dropped or completed early, deterministically, and counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Traces being assembled at once (default 256). One more evicts the
+    /// least recently touched, which is completed early
+    /// ([`crate::Completion::Evicted`]).
+    pub max_active_traces: usize,
+    /// Spans kept per trace (default 128); further spans of that trace are
+    /// dropped and counted, in the trace and in the stats.
+    pub max_spans_per_trace: usize,
+    /// A trace with no new span for this long is complete (default 2 s).
+    pub idle_timeout_ns: u64,
+    /// Completed trace ids remembered, so a late span is recognised as a
+    /// continuation (default 1024; oldest forgotten first).
+    pub remembered_completed: usize,
+    /// Traces completed by one [`crate::Correlator::tick`] at most
+    /// (default 64); the rest wait for the next tick.
+    pub max_completed_per_tick: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_active_traces: 256,
+            max_spans_per_trace: 128,
+            idle_timeout_ns: 2_000_000_000,
+            remembered_completed: 1024,
+            max_completed_per_tick: 64,
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! traced: the trace collector's pure core (no I/O; the service shell and
+//! the `obs.traces` stream come on top of it).
+//!
+//! * [`config`]: the collector's bounds.
+//! * [`offset`]: a peer's clock offset from four-timestamp exchanges,
+//!   filtered by minimum round trip, with its error bound.
+//! * [`correlate`]: finished spans grouped by trace id in a bounded
+//!   active-trace table (least recently touched evicted first); a trace is
+//!   complete after an idle timeout; a span of a trace already completed
+//!   becomes a counted continuation.
+//! * [`jsonl`]: one JSON line per completed trace, spans ordered by their
+//!   aligned start.
+//!
+//! Identity: a span's node and service ([`correlate::Origin`]) are given
+//! by the caller from the transport (the IPC sender, the bus session's
+//! device), never read from a span's payload.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod config;
+pub mod correlate;
+pub mod jsonl;
+pub mod offset;
+
+pub use config::Config;
+pub use correlate::{Completed, Completion, Correlator, Ingest, Origin, TracedSpan};
+pub use offset::{Estimate, Exchange, OffsetEstimator};
