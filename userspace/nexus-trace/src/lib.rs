@@ -11,6 +11,9 @@
 //!   is lock-free (`&self`, atomics).
 //! * [`wire`]: the span START and END entry bodies, encoded and decoded
 //!   with `nexus-wire` — defined once here for clients and servers.
+//! * [`finished`]: a finished span whole (times, status, attributes,
+//!   events, tracestate), as services send it to traced and nodes forward
+//!   it over `obs.traces`.
 //! * [`tracer`]: [`Tracer`] and [`SpanGuard`]: spans timed by an injected
 //!   [`Clock`](nexus_bounds::Clock) and delivered to a [`SpanSink`]; a
 //!   guard ends exactly once, on [`SpanGuard::end`] or on drop.
@@ -36,6 +39,7 @@ extern crate std;
 
 pub mod baggage;
 pub mod binary;
+pub mod finished;
 pub mod gen;
 pub mod ids;
 pub mod propagation;

@@ -84,6 +84,25 @@ impl SpanRecord {
         }
     }
 
+    /// The borrowed view of this record (what a sink is lent).
+    pub fn as_finished(&self) -> FinishedSpan<'_> {
+        FinishedSpan {
+            context: self.context,
+            parent: self.parent,
+            remote_parent: self.remote_parent,
+            name: &self.name,
+            start_ns: self.start_ns,
+            end_ns: self.end_ns,
+            status: self.status,
+            status_message: self.status_message.as_deref(),
+            attrs: &self.attrs,
+            events: &self.events,
+            tracestate: self.tracestate.as_ref(),
+            dropped_attrs: self.dropped_attrs,
+            dropped_events: self.dropped_events,
+        }
+    }
+
     /// `end_ns - start_ns` (0 if the clock went back).
     pub fn duration_ns(&self) -> u64 {
         self.end_ns.saturating_sub(self.start_ns)
