@@ -10,6 +10,8 @@
 //!   becomes a counted continuation.
 //! * [`jsonl`]: one JSON line per completed trace, spans ordered by their
 //!   aligned start.
+//! * [`proto`]: the IPC contract (SPANS one-way batches, TRACE, RECENT,
+//!   STATS); [`server`]: [`Traced`], decode → decide → encode.
 //!
 //! Identity: a span's node and service ([`correlate::Origin`]) are given
 //! by the caller from the transport (the IPC sender, the bus session's
@@ -23,7 +25,10 @@ pub mod config;
 pub mod correlate;
 pub mod jsonl;
 pub mod offset;
+pub mod proto;
+pub mod server;
 
 pub use config::Config;
 pub use correlate::{Completed, Completion, Correlator, Ingest, Origin, TracedSpan};
 pub use offset::{Estimate, Exchange, OffsetEstimator};
+pub use server::Traced;

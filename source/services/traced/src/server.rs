@@ -1,0 +1,170 @@
+//! traced's pure server logic: decode → decide → encode, with the clock
+//! and the sender given by the caller (the shell on the OS, tests on the
+//! host).
+
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use nexus_wire::{answer, Answer, Header, Rejects, Status};
+
+use crate::config::Config;
+use crate::correlate::{Completed, Correlator, Origin, TracedSpan};
+use crate::jsonl;
+use crate::proto::{self, Reply, Request, TraceSummary, TracedStats};
+
+/// traced's state: the correlator and the most recently completed traces
+/// (at most `recent_traces`, oldest dropped first and counted).
+#[derive(Debug)]
+pub struct Traced {
+    node: u64,
+    recent_cap: usize,
+    correlator: Correlator,
+    recent: VecDeque<Completed>,
+    batches: u64,
+    spans_received: u64,
+    recent_evicted: u64,
+    rejects: Rejects,
+    scratch: Vec<Completed>,
+}
+
+impl Traced {
+    /// A collector on node `node` (its device id: the node of every span
+    /// that arrives over IPC), keeping `recent_traces` completed traces.
+    pub fn new(cfg: Config, node: u64, recent_traces: usize) -> Self {
+        Self {
+            node,
+            recent_cap: recent_traces,
+            correlator: Correlator::new(cfg),
+            recent: VecDeque::new(),
+            batches: 0,
+            spans_received: 0,
+            recent_evicted: 0,
+            rejects: Rejects::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Handles one IPC frame from `sender` (stamped by the transport) at
+    /// `now_ns`.
+    pub fn handle(&mut self, now_ns: u64, sender: u32, frame: &[u8]) -> Answer {
+        let oneway = proto::Op::Spans.as_u8();
+        let (h, req) = match proto::decode_request(frame) {
+            Ok(x) => x,
+            Err((status, h)) => {
+                let h = h.unwrap_or(Header::request(proto::MAGIC, proto::VERSION, oneway, 0));
+                return answer(&mut self.rejects, &h, oneway, &Reply::Rejected(status));
+            }
+        };
+        let reply = match req {
+            Request::Spans(spans) => {
+                let n = spans.len();
+                let origin = Origin {
+                    node: self.node,
+                    service: sender,
+                };
+                for s in spans {
+                    self.ingest(now_ns, TracedSpan::local(s, origin));
+                }
+                self.batches += 1;
+                self.spans_received += n as u64;
+                Reply::Spans(u8::try_from(n).unwrap_or(u8::MAX))
+            }
+            Request::Trace(id) => match self.recent.iter().rev().find(|t| t.trace == id) {
+                Some(t) => {
+                    let mut line = Vec::new();
+                    match jsonl::write_line(t, &mut line) {
+                        Ok(()) => {
+                            line.pop();
+                            Reply::Trace(String::from_utf8(line).unwrap_or_default())
+                        }
+                        Err(_) => Reply::Rejected(Status::InvalidArgs),
+                    }
+                }
+                None => Reply::Rejected(Status::Unavailable),
+            },
+            Request::Recent(max) => Reply::Recent(
+                self.recent
+                    .iter()
+                    .rev()
+                    .take(usize::from(max))
+                    .map(summary)
+                    .collect(),
+            ),
+            Request::Stats => Reply::Stats(self.stats()),
+        };
+        answer(&mut self.rejects, &h, oneway, &reply)
+    }
+
+    /// Adds a span from anywhere (IPC, a peer's `obs.traces` stream with
+    /// its clock offset, logd's span-end records).
+    pub fn ingest(&mut self, now_ns: u64, span: TracedSpan) {
+        let (_, evicted) = self.correlator.ingest(now_ns, span);
+        if let Some(c) = evicted {
+            self.keep(c);
+        }
+    }
+
+    /// Periodic work: completes idle traces.
+    pub fn tick(&mut self, now_ns: u64) {
+        let mut done = core::mem::take(&mut self.scratch);
+        self.correlator.tick(now_ns, &mut done);
+        for c in done.drain(..) {
+            self.keep(c);
+        }
+        self.scratch = done;
+    }
+
+    fn keep(&mut self, c: Completed) {
+        if self.recent_cap == 0 {
+            self.recent_evicted += 1;
+            return;
+        }
+        while self.recent.len() >= self.recent_cap {
+            self.recent.pop_front();
+            self.recent_evicted += 1;
+        }
+        self.recent.push_back(c);
+    }
+
+    /// Completed traces held, oldest first.
+    pub fn recent(&self) -> impl Iterator<Item = &Completed> {
+        self.recent.iter()
+    }
+
+    /// Traces being assembled.
+    pub fn active(&self) -> usize {
+        self.correlator.active()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> TracedStats {
+        TracedStats {
+            correlator: self.correlator.stats(),
+            batches: self.batches,
+            spans_received: self.spans_received,
+            recent_evicted: self.recent_evicted,
+            rejects: self.rejects,
+        }
+    }
+}
+
+fn summary(t: &Completed) -> TraceSummary {
+    TraceSummary {
+        trace: t.trace,
+        spans: u16::try_from(t.spans.len()).unwrap_or(u16::MAX),
+        start_ns: t
+            .spans
+            .iter()
+            .map(TracedSpan::aligned_start_ns)
+            .min()
+            .unwrap_or(0),
+        end_ns: t
+            .spans
+            .iter()
+            .map(TracedSpan::aligned_end_ns)
+            .max()
+            .unwrap_or(0),
+        continuation: t.continuation,
+    }
+}
