@@ -11,7 +11,8 @@
 //! * [`jsonl`]: one JSON line per completed trace, spans ordered by their
 //!   aligned start.
 //! * [`proto`]: the IPC contract (SPANS one-way batches, TRACE, RECENT,
-//!   STATS); [`server`]: [`Traced`], decode → decide → encode.
+//!   STATS); [`server`]: [`Traced`], decode → decide → encode;
+//!   [`service`]: it on the service contract (`nexus_svc::Service`).
 //!
 //! Identity: a span's node and service ([`correlate::Origin`]) are given
 //! by the caller from the transport (the IPC sender, the bus session's
@@ -27,8 +28,10 @@ pub mod jsonl;
 pub mod offset;
 pub mod proto;
 pub mod server;
+pub mod service;
 
 pub use config::Config;
 pub use correlate::{Completed, Completion, Correlator, Ingest, Origin, TracedSpan};
 pub use offset::{Estimate, Exchange, OffsetEstimator};
 pub use server::Traced;
+pub use service::TracedService;
