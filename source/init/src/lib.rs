@@ -28,6 +28,7 @@ pub mod identity;
 pub mod profile;
 pub mod selftest;
 mod start;
+pub mod trace_phase;
 
 pub use profile::{Phase, Profile, ProfileError};
 pub use start::{start, Env, InitError, Started};

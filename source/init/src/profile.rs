@@ -18,7 +18,7 @@ pub const BUILTIN: [(&str, &str); 3] = [
 ];
 
 /// The services init knows how to start.
-pub const SERVICES: [&str; 4] = ["logd", "metricsd", "busd", "obsscraped"];
+pub const SERVICES: [&str; 5] = ["logd", "metricsd", "busd", "obsscraped", "traced"];
 
 /// A selftest phase: one capability proved with this boot's evidence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,16 +33,19 @@ pub enum Phase {
     Bus,
     /// Two nodes, remote observability: B collects A's logs and metrics.
     Obs,
+    /// Spans sent to traced, correlated and read back as JSONL.
+    Trace,
 }
 
 impl Phase {
     /// Every phase.
-    pub const ALL: [Phase; 5] = [
+    pub const ALL: [Phase; 6] = [
         Phase::Logd,
         Phase::Metrics,
         Phase::Pair,
         Phase::Bus,
         Phase::Obs,
+        Phase::Trace,
     ];
 
     /// Its name in profiles.
@@ -53,6 +56,7 @@ impl Phase {
             Phase::Pair => "pair",
             Phase::Bus => "bus",
             Phase::Obs => "obs",
+            Phase::Trace => "trace",
         }
     }
 
@@ -68,6 +72,7 @@ impl Phase {
             Phase::Metrics => &["logd", "metricsd"],
             Phase::Bus => &["busd"],
             Phase::Obs => &["logd", "metricsd", "busd", "obsscraped"],
+            Phase::Trace => &["traced"],
             Phase::Pair => &[],
         }
     }
@@ -81,6 +86,7 @@ impl Phase {
             // busd's control role (`recipes/observability/busd.toml`).
             Phase::Bus => &["selftest"],
             Phase::Obs => &["selftest", "selftest-metrics", "selftest-obs"],
+            Phase::Trace => &["selftest-trace"],
             Phase::Pair => &[],
         }
     }

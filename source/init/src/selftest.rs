@@ -226,6 +226,18 @@ where
                 };
                 result.map_err(fail)?;
             }
+            Phase::Trace => {
+                crate::trace_phase::run(
+                    node,
+                    platform,
+                    id(phase, "traced")?,
+                    id(phase, crate::trace_phase::ENDPOINT)?,
+                    node_id,
+                    u64::from(started.boot),
+                )
+                .map_err(fail)?;
+                node.console("SELFTEST: trace local ok");
+            }
             Phase::Pair | Phase::Bus => {
                 let Some(args) = peer.as_ref() else {
                     return Err(fail(String::from(

@@ -91,6 +91,9 @@ impl fmt::Display for InitError {
     }
 }
 
+/// Completed traces traced keeps for queries.
+pub const TRACED_RECENT: usize = 32;
+
 /// Starts `profile` on `node`, with `disk` (if any) holding the regions.
 /// Console lines: the region table, each store's mount report, and
 /// `<service>: ready` once a service serves.
@@ -328,6 +331,19 @@ fn start_service<C: Clock + 'static, D: BlockDevice + 'static, N: Network + Clon
                     node.add_task(id, Box::new(Shell::new(c, InMemory, links)));
                 }
             }
+        }
+        "traced" => {
+            // Spans arriving over IPC are from this node: its id is the
+            // one its span and trace ids are seeded with.
+            let key = started
+                .device_secret
+                .map(dsoftbus::identity::DeviceKey::from_secret);
+            let me = crate::selftest::node_id(key.as_ref());
+            let t = traced::Traced::new(traced::Config::default(), me, TRACED_RECENT);
+            node.add_task(
+                id,
+                Box::new(Shell::new(traced::TracedService::new(t), InMemory, links)),
+            );
         }
         other => return Err(cfg_err(format!("init cannot start '{other}'"))),
     }

@@ -262,7 +262,7 @@ fn services_start_in_profile_order_with_their_names() {
         .filter(|l| l.ends_with(": ready"))
         .map(String::as_str)
         .collect();
-    assert_eq!(ready, ["logd: ready", "metricsd: ready"]);
+    assert_eq!(ready, ["logd: ready", "metricsd: ready", "traced: ready"]);
     let names: Vec<&str> = b
         .started
         .endpoints
@@ -274,9 +274,11 @@ fn services_start_in_profile_order_with_their_names() {
         [
             "logd",
             "metricsd",
+            "traced",
             "selftest",
             "selftest-flood",
-            "selftest-metrics"
+            "selftest-metrics",
+            "selftest-trace"
         ]
     );
 }

@@ -11,7 +11,8 @@ pub struct Config {
     /// Spans kept per trace (default 128); further spans of that trace are
     /// dropped and counted, in the trace and in the stats.
     pub max_spans_per_trace: usize,
-    /// A trace with no new span for this long is complete (default 2 s).
+    /// A trace with no new span for this long is complete (default
+    /// 500 ms).
     pub idle_timeout_ns: u64,
     /// Completed trace ids remembered, so a late span is recognised as a
     /// continuation (default 1024; oldest forgotten first).
@@ -26,7 +27,7 @@ impl Default for Config {
         Self {
             max_active_traces: 256,
             max_spans_per_trace: 128,
-            idle_timeout_ns: 2_000_000_000,
+            idle_timeout_ns: 500_000_000,
             remembered_completed: 1024,
             max_completed_per_tick: 64,
         }

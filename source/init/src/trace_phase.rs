@@ -1,0 +1,115 @@
+//! The `trace` selftest phase: this boot's spans go to traced over IPC,
+//! are correlated into one trace, and are read back as its JSONL line.
+//!
+//! Evidence for `SELFTEST: trace local ok`, all from this boot: a root and
+//! a child span minted now (ids seeded with this node and boot) are sent
+//! as one SPANS batch; after traced's idle timeout, TRACE for that id
+//! answers a JSONL line holding exactly those two spans, the child under
+//! the root, stamped with this node's id and the sending endpoint's id
+//! (which the batch does not carry), with the times the tracer measured.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+
+use nexus_bounds::Clock;
+use nexus_ipc::{Endpoint, ServiceId};
+use nexus_svc::node::Node;
+use nexus_svc::platform::Platform;
+use nexus_trace::{IdGenerator, IdSeed, RecentSpans, Tracer, TracerConfig};
+use traced::proto::{self, Reply, Request};
+
+/// The endpoint the phase sends from.
+pub const ENDPOINT: &str = "selftest-trace";
+
+/// Runs the phase; `Err` says what was seen instead of the evidence.
+pub fn run<C: Clock + Clone, P: Platform>(
+    node: &Node<C>,
+    platform: &P,
+    traced: ServiceId,
+    me: ServiceId,
+    node_id: u64,
+    boot: u64,
+) -> Result<(), String> {
+    let ring = Arc::new(RecentSpans::default());
+    let tracer = Tracer::new(
+        node.clock().clone(),
+        Arc::clone(&ring),
+        IdGenerator::new(&IdSeed::new(node_id, u64::from(me.get()), boot)),
+        TracerConfig::default(),
+    );
+    let root = tracer.span("selftest.trace");
+    let trace = root.trace();
+    let root_id = root.id();
+    let child = root.child("selftest.trace.child");
+    let child_id = child.id();
+    child.end();
+    root.end();
+    let spans = ring.recent(2);
+    if spans.len() != 2 {
+        return Err(format!("the tracer recorded {} spans, not 2", spans.len()));
+    }
+    let times: alloc::vec::Vec<(u64, u64)> = spans.iter().map(|s| (s.start_ns, s.end_ns)).collect();
+
+    let mut ep = node.endpoint(me);
+    let batch = proto::encode_request(0, &Request::Spans(spans)).map_err(|e| format!("{e}"))?;
+    ep.send(traced, &batch)
+        .map_err(|e| format!("send SPANS: {e:?}"))?;
+    node.settle(1000);
+    // Past traced's idle timeout: the trace is complete.
+    platform.sleep(traced::Config::default().idle_timeout_ns + 50_000_000);
+    node.settle(1000);
+
+    let q = proto::encode_request(1, &Request::Trace(trace)).map_err(|e| format!("{e}"))?;
+    ep.send(traced, &q)
+        .map_err(|e| format!("send TRACE: {e:?}"))?;
+    node.settle(1000);
+    let reply = ep.try_recv().ok_or("no reply to TRACE")?;
+    let (_, reply) = proto::decode_reply(&reply.bytes).map_err(|e| format!("reply: {e}"))?;
+    let Reply::Trace(line) = reply else {
+        return Err(format!("TRACE answered {reply:?}"));
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&line).map_err(|e| format!("JSONL line: {e}"))?;
+    let null = serde_json::Value::Null;
+    let field = |o: &'_ serde_json::Value, k: &str| o.get(k).cloned().unwrap_or(null.clone());
+    let hex = |x: u64| format!("{x:016x}");
+    if field(&v, "trace_id") != format!("{trace}").as_str() {
+        return Err(format!("trace id {} in {line}", field(&v, "trace_id")));
+    }
+    let got = v
+        .get("spans")
+        .and_then(serde_json::Value::as_array)
+        .ok_or("no spans array")?;
+    if got.len() != 2 {
+        return Err(format!("{} spans in {line}", got.len()));
+    }
+    // Spans come ordered by start; two spans started in the same clock
+    // tick come by id, so each is found by its id.
+    let want = [
+        (root_id, serde_json::Value::Null, "selftest.trace"),
+        (
+            child_id,
+            serde_json::Value::String(hex(root_id.get())),
+            "selftest.trace.child",
+        ),
+    ];
+    for (id, parent, name) in want {
+        let s = got
+            .iter()
+            .find(|s| field(s, "span_id") == hex(id.get()).as_str())
+            .ok_or_else(|| format!("span {id} ({name}) missing from {line}"))?;
+        let ok = field(s, "parent_span_id") == parent
+            && field(s, "name") == name
+            && field(s, "node") == hex(node_id).as_str()
+            && field(s, "service") == u64::from(me.get());
+        if !ok {
+            return Err(format!("span {s} is not {id} ({name}) under {parent}"));
+        }
+        let t = (field(s, "start_ns").as_u64(), field(s, "end_ns").as_u64());
+        if !times.iter().any(|(a, b)| t == (Some(*a), Some(*b))) {
+            return Err(format!("span {s}: times not the tracer's {times:?}"));
+        }
+    }
+    Ok(())
+}
