@@ -91,9 +91,6 @@ impl fmt::Display for InitError {
     }
 }
 
-/// Completed traces traced keeps for queries.
-pub const TRACED_RECENT: usize = 32;
-
 /// Starts `profile` on `node`, with `disk` (if any) holding the regions.
 /// Console lines: the region table, each store's mount report, and
 /// `<service>: ready` once a service serves.
@@ -339,7 +336,9 @@ fn start_service<C: Clock + 'static, D: BlockDevice + 'static, N: Network + Clon
                 .device_secret
                 .map(dsoftbus::identity::DeviceKey::from_secret);
             let me = crate::selftest::node_id(key.as_ref());
-            let t = traced::Traced::new(traced::Config::default(), me, TRACED_RECENT);
+            let cfg = traced::Config::from_toml(traced::config::RECIPE)
+                .map_err(|e| cfg_err(format!("{e}")))?;
+            let t = traced::Traced::new(cfg, me);
             node.add_task(
                 id,
                 Box::new(Shell::new(traced::TracedService::new(t), InMemory, links)),

@@ -1,8 +1,16 @@
-//! The collector's bounds.
+//! The collector's bounds, mirrored by `recipes/observability/traced.toml`
+//! (a test checks that the recipe equals these defaults).
 
-/// Bounds of the [`crate::Correlator`]. Every one is a hard cap: what does
-/// not fit is dropped or completed early, deterministically, and counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use serde::Deserialize;
+
+/// The recipe, as shipped.
+pub const RECIPE: &str = include_str!("../../../../recipes/observability/traced.toml");
+
+/// Bounds of the [`crate::Correlator`] and [`crate::Traced`]. Every one is
+/// a hard cap: what does not fit is dropped or completed early,
+/// deterministically, and counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Traces being assembled at once (default 256). One more evicts the
     /// least recently touched, which is completed early
@@ -20,6 +28,9 @@ pub struct Config {
     /// Traces completed by one [`crate::Correlator::tick`] at most
     /// (default 64); the rest wait for the next tick.
     pub max_completed_per_tick: usize,
+    /// Completed traces kept for TRACE and RECENT queries (default 32;
+    /// oldest dropped first, counted).
+    pub recent_traces: usize,
 }
 
 impl Default for Config {
@@ -30,6 +41,14 @@ impl Default for Config {
             idle_timeout_ns: 500_000_000,
             remembered_completed: 1024,
             max_completed_per_tick: 64,
+            recent_traces: 32,
         }
+    }
+}
+
+impl Config {
+    /// Parses a recipe (TOML; unknown keys refused).
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
     }
 }

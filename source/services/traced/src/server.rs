@@ -14,7 +14,7 @@ use crate::jsonl;
 use crate::proto::{self, Reply, Request, TraceSummary, TracedStats};
 
 /// traced's state: the correlator and the most recently completed traces
-/// (at most `recent_traces`, oldest dropped first and counted).
+/// (at most `Config::recent_traces`, oldest dropped first and counted).
 #[derive(Debug)]
 pub struct Traced {
     node: u64,
@@ -30,11 +30,11 @@ pub struct Traced {
 
 impl Traced {
     /// A collector on node `node` (its device id: the node of every span
-    /// that arrives over IPC), keeping `recent_traces` completed traces.
-    pub fn new(cfg: Config, node: u64, recent_traces: usize) -> Self {
+    /// that arrives over IPC).
+    pub fn new(cfg: Config, node: u64) -> Self {
         Self {
             node,
-            recent_cap: recent_traces,
+            recent_cap: cfg.recent_traces,
             correlator: Correlator::new(cfg),
             recent: VecDeque::new(),
             batches: 0,

@@ -57,6 +57,7 @@ fn cfg() -> Config {
         idle_timeout_ns: 1000,
         remembered_completed: 2,
         max_completed_per_tick: 2,
+        recent_traces: 8,
     }
 }
 

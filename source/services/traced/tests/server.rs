@@ -43,6 +43,7 @@ fn cfg() -> Config {
         idle_timeout_ns: 1000,
         remembered_completed: 16,
         max_completed_per_tick: 64,
+        recent_traces: 8,
     }
 }
 
@@ -59,7 +60,7 @@ fn ask(t: &mut Traced, now: u64, req: &Request) -> Reply {
 
 #[test]
 fn a_batch_becomes_a_trace_queried_back_as_its_jsonl_line() {
-    let mut t = Traced::new(cfg(), NODE, 8);
+    let mut t = Traced::new(cfg(), NODE);
     let a = t.handle(
         0,
         7,
@@ -107,7 +108,7 @@ fn refused(t: &mut Traced, frame: &[u8]) -> Status {
 
 #[test]
 fn test_reject_malformed_frames() {
-    let mut t = Traced::new(cfg(), NODE, 8);
+    let mut t = Traced::new(cfg(), NODE);
     assert_eq!(refused(&mut t, b""), Status::Malformed);
     assert_eq!(refused(&mut t, b"XX\x01\x01"), Status::Malformed);
     let good = batch(vec![rec(1, 1, None, 0)]);
@@ -126,7 +127,7 @@ fn test_reject_malformed_frames() {
 
 #[test]
 fn test_reject_unknown_version_and_op() {
-    let mut t = Traced::new(cfg(), NODE, 8);
+    let mut t = Traced::new(cfg(), NODE);
     let mut f = proto::encode_request(3, &Request::Stats).unwrap();
     f[2] = 2;
     let a = t.handle(0, 5, &f);
@@ -150,7 +151,7 @@ fn test_reject_unknown_version_and_op() {
 
 #[test]
 fn test_reject_bad_arguments() {
-    let mut t = Traced::new(cfg(), NODE, 8);
+    let mut t = Traced::new(cfg(), NODE);
     let mut zero = batch(vec![rec(1, 1, None, 0)]);
     zero[12] = 0;
     zero.truncate(13);
@@ -185,7 +186,7 @@ fn test_reject_bad_arguments() {
 
 #[test]
 fn test_reject_oversized_frame() {
-    let mut t = Traced::new(cfg(), NODE, 8);
+    let mut t = Traced::new(cfg(), NODE);
     let mut s = rec(1, 1, None, 0);
     s.attrs = vec![("k".into(), "v".repeat(MAX_FRAME))];
     // The encoder refuses it; a hand-made frame past the bound is refused.
@@ -200,7 +201,7 @@ fn test_reject_oversized_frame() {
 fn test_reject_flood_of_100x_the_caps() {
     // 4 active traces, 8 spans each, 8 recent traces: 400 traces of 80
     // spans each arrive in batches of 32.
-    let mut t = Traced::new(cfg(), NODE, 8);
+    let mut t = Traced::new(cfg(), NODE);
     let mut now = 0;
     for tr in 1..=400u128 {
         for chunk in 0..(80 / 16) {
@@ -249,7 +250,7 @@ proptest::proptest! {
         body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
         bare in proptest::prelude::any::<bool>(),
     ) {
-        let mut t = Traced::new(cfg(), NODE, 8);
+        let mut t = Traced::new(cfg(), NODE);
         let mut f = Vec::new();
         if !bare {
             Header::request(proto::MAGIC, proto::VERSION, op, 1).emit(&mut f);

@@ -40,7 +40,7 @@ fn spans_sent_by_an_app_are_correlated_and_queried_back() {
     node.add_task(
         td,
         Box::new(Shell::new(
-            TracedService::new(Traced::new(cfg, 0xa1, 16)),
+            TracedService::new(Traced::new(cfg, 0xa1)),
             InMemory,
             Links::new(),
         )),
