@@ -16,7 +16,8 @@ use nexus_bounds::Clock;
 use nexus_ipc::{Endpoint, ServiceId};
 use nexus_svc::node::Node;
 use nexus_svc::platform::Platform;
-use nexus_trace::{IdGenerator, IdSeed, RecentSpans, Tracer, TracerConfig};
+use nexus_trace::{IdGenerator, IdSeed, RecentSpans, Tee, Tracer, TracerConfig};
+use traced::client::SpanBatcher;
 use traced::proto::{self, Reply, Request};
 
 /// The endpoint the phase sends from.
@@ -31,10 +32,13 @@ pub fn run<C: Clock + Clone, P: Platform>(
     node_id: u64,
     boot: u64,
 ) -> Result<(), String> {
+    // The app side as a service would set it up: finished spans go to a
+    // batcher for traced; a ring keeps them too, to compare.
+    let batcher = Arc::new(SpanBatcher::new(64));
     let ring = Arc::new(RecentSpans::default());
     let tracer = Tracer::new(
         node.clock().clone(),
-        Arc::clone(&ring),
+        Tee(Arc::clone(&batcher), Arc::clone(&ring)),
         IdGenerator::new(&IdSeed::new(node_id, u64::from(me.get()), boot)),
         TracerConfig::default(),
     );
@@ -52,7 +56,12 @@ pub fn run<C: Clock + Clone, P: Platform>(
     let times: alloc::vec::Vec<(u64, u64)> = spans.iter().map(|s| (s.start_ns, s.end_ns)).collect();
 
     let mut ep = node.endpoint(me);
-    let batch = proto::encode_request(0, &Request::Spans(spans)).map_err(|e| format!("{e}"))?;
+    let batch = batcher
+        .take_frame()
+        .ok_or("the batcher made no SPANS frame")?;
+    if batcher.stats().sent != 2 || batcher.take_frame().is_some() {
+        return Err(format!("batcher: {:?}", batcher.stats()));
+    }
     ep.send(traced, &batch)
         .map_err(|e| format!("send SPANS: {e:?}"))?;
     node.settle(1000);

@@ -12,7 +12,9 @@
 //!   aligned start.
 //! * [`proto`]: the IPC contract (SPANS one-way batches, TRACE, RECENT,
 //!   STATS); [`server`]: [`Traced`], decode → decide → encode;
-//!   [`service`]: it on the service contract (`nexus_svc::Service`).
+//!   [`service`]: it on the service contract (`nexus_svc::Service`);
+//!   [`client`]: a tracer sink that packs finished spans into SPANS
+//!   frames.
 //!
 //! Identity: a span's node and service ([`correlate::Origin`]) are given
 //! by the caller from the transport (the IPC sender, the bus session's
@@ -22,6 +24,7 @@
 
 extern crate alloc;
 
+pub mod client;
 pub mod config;
 pub mod correlate;
 pub mod jsonl;
