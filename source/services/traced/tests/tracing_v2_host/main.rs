@@ -22,8 +22,8 @@ use dsoftbus::mux::Event;
 use dsoftbus::policy::Acl;
 use nexus_bounds::ManualClock;
 use nexus_trace::{
-    Baggage, BaggageLimits, IdGenerator, IdSeed, Propagator, RecentSpans, Scope, Tee, TraceContext,
-    Tracer, TracerConfig,
+    Baggage, BaggageLimits, IdGenerator, IdSeed, Propagator, RecentSpans, Sampler, SamplerConfig,
+    Scope, Tee, TraceContext, Tracer, TracerConfig,
 };
 use traced::client::SpanBatcher;
 use traced::proto::{self, Request};
@@ -283,4 +283,132 @@ fn a_request_across_two_nodes_becomes_one_aligned_jsonl_trace() {
 
 fn root_trace(ring: &RecentSpans) -> nexus_trace::TraceId {
     ring.recent(1)[0].context.trace
+}
+
+/// An unsampled root stays unsampled on the other node (parent-based),
+/// except for a span name on that node's force list.
+#[test]
+fn sampling_follows_the_parent_across_the_link_and_the_force_list_wins() {
+    let (mut net, ka, kb) = Net::new();
+    net.settle();
+    let tracer_a = Tracer::with_sampler(
+        Arc::clone(&net.clock_a),
+        Arc::new(SpanBatcher::new(16)),
+        IdGenerator::new(&IdSeed::new(node_of(&ka), 1, 1)),
+        TracerConfig::default(),
+        Sampler::never(),
+    );
+    let batch_b = Arc::new(SpanBatcher::new(16));
+    let tracer_b = Tracer::with_sampler(
+        Arc::clone(&net.clock_b),
+        Arc::clone(&batch_b),
+        IdGenerator::new(&IdSeed::new(node_of(&kb), 1, 1)),
+        TracerConfig::default(),
+        Sampler::new(&SamplerConfig {
+            ratio: 1.0,
+            force: vec!["audit".into()],
+        }),
+    );
+    let prop = Propagator::default();
+    let root = tracer_a.span("client.request");
+    assert!(!root.is_sampled());
+    let mut meta = Vec::new();
+    prop.encode_mux_meta(
+        &TraceContext::new(root.context()),
+        &Baggage::new(BaggageLimits::default()),
+        &mut meta,
+    )
+    .unwrap();
+    let req = net
+        .a
+        .mux()
+        .unwrap()
+        .open("app.request", 0, Some(&meta))
+        .unwrap();
+    net.a_to_b();
+    let opened = events(&mut net.b)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Opened { stream, trace, .. } if stream == req => trace,
+            _ => None,
+        })
+        .unwrap();
+    let parent = prop
+        .decode_binary(&opened, Scope::CrossNode)
+        .unwrap()
+        .parent
+        .unwrap();
+    // B samples every root of its own (ratio 1), yet follows the parent.
+    let follow = tracer_b.span_remote("server.handle", &parent);
+    assert!(!follow.is_sampled());
+    assert_eq!(follow.trace(), root.trace());
+    follow.end();
+    let forced = tracer_b.span_remote("audit", &parent);
+    assert!(forced.is_sampled());
+    forced.end();
+    let f = batch_b.take_frame().unwrap();
+    let Request::Spans(spans) = proto::decode_request(&f).unwrap().1 else {
+        panic!()
+    };
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["audit"], "only the forced span was recorded");
+    assert_eq!(spans[0].context.trace, root.trace());
+    assert_eq!(spans[0].parent, Some(root.id()));
+}
+
+/// Parent to child across an IPC boundary on one node: the binary context
+/// in a frame, local scope (private baggage travels), then the child's
+/// span reaches traced under its parent.
+#[test]
+fn a_parent_on_one_service_has_its_child_on_another_over_ipc() {
+    let clock = Arc::new(ManualClock::new(100));
+    let batch = Arc::new(SpanBatcher::new(16));
+    let ids = |i| IdGenerator::new(&IdSeed::new(9, i, 1));
+    let caller = Tracer::new(
+        Arc::clone(&clock),
+        Arc::clone(&batch),
+        ids(1),
+        TracerConfig::default(),
+    );
+    let callee = Tracer::new(
+        Arc::clone(&clock),
+        Arc::clone(&batch),
+        ids(2),
+        TracerConfig::default(),
+    );
+    let prop = Propagator::default();
+    let root = caller.span("caller.op");
+    let mut bag = Baggage::new(BaggageLimits::default());
+    bag.insert("private:user", "alice").unwrap();
+    // The "IPC frame": the binary context as its prefix.
+    let mut frame = Vec::new();
+    prop.encode_binary(&TraceContext::new(root.context()), &bag, &mut frame)
+        .unwrap();
+    let got = prop.decode_binary(&frame, Scope::Local).unwrap();
+    assert_eq!(got.baggage.get("private:user"), Some("alice"), "same node");
+    clock.advance(10);
+    let child = callee.span_remote("callee.op", got.parent.as_ref().unwrap());
+    clock.advance(10);
+    child.end();
+    clock.advance(10);
+    root.end();
+    let mut td = Traced::new(Config::default(), 9);
+    assert_eq!(
+        td.handle(clock.now(), 3, &batch.take_frame().unwrap())
+            .status,
+        nexus_wire::Status::Ok
+    );
+    td.tick(clock.now() + Config::default().idle_timeout_ns);
+    let t = td.recent().next().unwrap();
+    assert_eq!(t.spans.len(), 2);
+    assert_eq!(t.spans[0].record.name, "caller.op");
+    assert_eq!(
+        t.spans[1].record.parent,
+        Some(t.spans[0].record.context.span)
+    );
+    assert!(t.spans[1].record.remote_parent);
+    assert_eq!(
+        (t.spans[1].record.start_ns, t.spans[1].record.end_ns),
+        (110, 120)
+    );
 }
