@@ -14,7 +14,8 @@
 //!   STATS); [`server`]: [`Traced`], decode → decide → encode;
 //!   [`service`]: it on the service contract (`nexus_svc::Service`);
 //!   [`client`]: a tracer sink that packs finished spans into SPANS
-//!   frames.
+//!   frames; `files` (feature `std`): completed traces as rotated JSONL
+//!   files on the host.
 //!
 //! Identity: a span's node and service ([`correlate::Origin`]) are given
 //! by the caller from the transport (the IPC sender, the bus session's
@@ -23,10 +24,14 @@
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
 
 pub mod client;
 pub mod config;
 pub mod correlate;
+#[cfg(feature = "std")]
+pub mod files;
 pub mod jsonl;
 pub mod offset;
 pub mod proto;
