@@ -338,6 +338,13 @@ fn start_service<C: Clock + 'static, D: BlockDevice + 'static, N: Network + Clon
             let me = crate::selftest::node_id(key.as_ref());
             let cfg = traced::Config::from_toml(traced::config::RECIPE)
                 .map_err(|e| cfg_err(format!("{e}")))?;
+            let frame = node.router_config().max_frame_bytes;
+            if frame < traced::proto::MAX_REPLY.max(traced::proto::MAX_FRAME) {
+                return Err(cfg_err(format!(
+                    "IPC frames of {frame} bytes are smaller than traced's replies ({} bytes)",
+                    traced::proto::MAX_REPLY
+                )));
+            }
             let t = traced::Traced::new(cfg, me);
             node.add_task(
                 id,

@@ -11,11 +11,10 @@ use alloc::vec::Vec;
 
 use nexus_trace::tracer::FinishedSpan;
 use nexus_trace::wire::{SpanEnd, SpanStart};
-use nexus_trace::{finished, SpanRecord, SpanSink};
-use nexus_wire::{Writer, HEADER_LEN};
+use nexus_trace::{SpanRecord, SpanSink};
 use spinning_top::Spinlock;
 
-use crate::proto::{self, Request};
+use crate::proto::SpansFrame;
 
 /// Counters of a [`SpanBatcher`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -43,16 +42,6 @@ pub struct SpanBatcher {
     inner: Spinlock<Inner>,
 }
 
-/// Bytes of a SPANS frame before its spans: header and count.
-const FRAME_OVERHEAD: usize = HEADER_LEN + 1;
-
-fn body_len(s: &SpanRecord) -> Option<usize> {
-    let mut out = Vec::new();
-    let mut w = Writer::new(&mut out);
-    finished::emit(&s.as_finished(), &mut w);
-    w.finish().ok()
-}
-
 impl SpanBatcher {
     /// A batcher holding at most `capacity` waiting spans.
     pub fn new(capacity: usize) -> Self {
@@ -76,41 +65,24 @@ impl SpanBatcher {
     }
 
     /// The next SPANS frame (nonce 0: one-way), or `None` when no span
-    /// waits.
+    /// waits. Each span is encoded once, straight into the frame.
     pub fn take_frame(&self) -> Option<Vec<u8>> {
         let mut g = self.inner.lock();
-        let mut batch = Vec::new();
-        let mut len = FRAME_OVERHEAD;
-        while batch.len() < usize::from(proto::MAX_BATCH_SPANS) {
-            let Some(s) = g.waiting.front() else { break };
-            let Some(n) = body_len(s).filter(|n| FRAME_OVERHEAD + n <= proto::MAX_FRAME) else {
-                g.waiting.pop_front();
-                g.stats.dropped_oversized += 1;
-                continue;
-            };
-            if len + n > proto::MAX_FRAME {
-                break;
-            }
-            len += n;
-            if let Some(s) = g.waiting.pop_front() {
-                batch.push(s);
+        let mut frame = SpansFrame::new(0);
+        while let Some(s) = g.waiting.front() {
+            match frame.push(s) {
+                Ok(true) => {
+                    g.waiting.pop_front();
+                    g.stats.sent += 1;
+                }
+                Ok(false) => break,
+                Err(_) => {
+                    g.waiting.pop_front();
+                    g.stats.dropped_oversized += 1;
+                }
             }
         }
-        if batch.is_empty() {
-            return None;
-        }
-        let n = batch.len() as u64;
-        match proto::encode_request(0, &Request::Spans(batch)) {
-            Ok(f) => {
-                g.stats.sent += n;
-                Some(f)
-            }
-            // Sizes were measured above; counted if it ever happens.
-            Err(_) => {
-                g.stats.dropped_oversized += n;
-                None
-            }
-        }
+        frame.finish()
     }
 }
 

@@ -24,7 +24,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use nexus_trace::{finished, SpanRecord, TraceId};
-use nexus_wire::{Header, Reader, Rejects, Status, WireError, Writer};
+use nexus_wire::{Header, Reader, Rejects, Status, WireError, Writer, HEADER_LEN};
 
 use crate::correlate::Stats;
 
@@ -181,10 +181,13 @@ pub fn encode_request(nonce: u64, req: &Request) -> Result<Vec<u8>, WireError> {
             if spans.is_empty() || spans.len() > usize::from(MAX_BATCH_SPANS) {
                 return Err(WireError::BadValue);
             }
-            w.count_u8(spans.len());
+            let mut f = SpansFrame::new(nonce);
             for s in spans {
-                finished::emit(&s.as_finished(), &mut w);
+                if !f.push(s)? {
+                    return Err(WireError::TooLarge);
+                }
             }
+            return f.finish().ok_or(WireError::BadValue);
         }
         Request::Trace(t) => {
             w.u128(t.get());
@@ -196,6 +199,61 @@ pub fn encode_request(nonce: u64, req: &Request) -> Result<Vec<u8>, WireError> {
     }
     w.finish()?;
     Ok(out)
+}
+
+/// Builds one SPANS frame span by span, within [`MAX_BATCH_SPANS`] and
+/// [`MAX_FRAME`]: each span is encoded once, straight into the frame.
+#[derive(Debug)]
+pub struct SpansFrame {
+    out: Vec<u8>,
+    count: u8,
+    scratch: Vec<u8>,
+}
+
+impl SpansFrame {
+    /// An empty frame (one-way: `nonce` is normally 0).
+    pub fn new(nonce: u64) -> Self {
+        let mut out = Vec::with_capacity(256);
+        Header::request(MAGIC, VERSION, Op::Spans.as_u8(), nonce).emit(&mut out);
+        out.push(0);
+        Self {
+            out,
+            count: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Spans in the frame.
+    pub fn count(&self) -> u8 {
+        self.count
+    }
+
+    /// Adds `span` if it fits: `Ok(false)` when the frame is full (by
+    /// count or bytes), an error when the span fits no frame at all.
+    pub fn push(&mut self, span: &SpanRecord) -> Result<bool, WireError> {
+        if self.count >= MAX_BATCH_SPANS {
+            return Ok(false);
+        }
+        self.scratch.clear();
+        let mut w = Writer::bounded(&mut self.scratch, MAX_FRAME - HEADER_LEN - 1);
+        finished::emit(&span.as_finished(), &mut w);
+        w.finish()?;
+        if self.out.len() + self.scratch.len() > MAX_FRAME {
+            return Ok(false);
+        }
+        self.out.extend_from_slice(&self.scratch);
+        self.count += 1;
+        Ok(true)
+    }
+
+    /// The frame, or `None` when it holds no span.
+    pub fn finish(mut self) -> Option<Vec<u8>> {
+        if self.count == 0 {
+            return None;
+        }
+        *self.out.get_mut(HEADER_LEN)? = self.count;
+        Some(self.out)
+    }
 }
 
 fn stats_array(s: &TracedStats) -> [u64; 10] {
