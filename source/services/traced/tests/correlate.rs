@@ -7,7 +7,10 @@
     clippy::indexing_slicing
 )]
 
-use nexus_trace::{SpanContext, SpanId, SpanRecord, SpanStatus, TraceFlags, TraceId};
+mod common;
+
+use common::record as rec;
+use nexus_trace::{SpanStatus, TraceId};
 use proptest::prelude::*;
 use traced::correlate::Stats;
 use traced::{
@@ -23,28 +26,6 @@ const B: Origin = Origin {
     node: 0xb2,
     service: 9,
 };
-
-fn rec(trace: u128, span: u64, parent: Option<u64>, start: u64, end: u64) -> SpanRecord {
-    SpanRecord {
-        context: SpanContext::new(
-            TraceId::new(trace).unwrap(),
-            SpanId::new(span).unwrap(),
-            TraceFlags::SAMPLED,
-        ),
-        parent: parent.and_then(SpanId::new),
-        remote_parent: false,
-        name: format!("op{span}"),
-        start_ns: start,
-        end_ns: end,
-        status: SpanStatus::Ok,
-        status_message: None,
-        attrs: Vec::new(),
-        events: Vec::new(),
-        tracestate: None,
-        dropped_attrs: 0,
-        dropped_events: 0,
-    }
-}
 
 fn local(trace: u128, span: u64) -> TracedSpan {
     TracedSpan::local(rec(trace, span, None, span * 10, span * 10 + 5), A)

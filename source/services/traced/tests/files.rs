@@ -9,30 +9,14 @@
 
 use std::path::PathBuf;
 
-use nexus_trace::{SpanContext, SpanId, SpanRecord, SpanStatus, TraceFlags, TraceId};
+mod common;
+
+use nexus_trace::TraceId;
 use traced::files::{FileBounds, JsonlFiles};
 use traced::{Completed, Completion, Origin, TracedSpan};
 
 fn trace(id: u128) -> Completed {
-    let rec = SpanRecord {
-        context: SpanContext::new(
-            TraceId::new(id).unwrap(),
-            SpanId::new(1).unwrap(),
-            TraceFlags::SAMPLED,
-        ),
-        parent: None,
-        remote_parent: false,
-        name: "op".into(),
-        start_ns: 1,
-        end_ns: 2,
-        status: SpanStatus::Ok,
-        status_message: None,
-        attrs: Vec::new(),
-        events: Vec::new(),
-        tracestate: None,
-        dropped_attrs: 0,
-        dropped_events: 0,
-    };
+    let rec = common::record(id, 1, None, 1, 2);
     Completed {
         trace: TraceId::new(id).unwrap(),
         spans: vec![TracedSpan::local(

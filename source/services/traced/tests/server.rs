@@ -7,34 +7,18 @@
     clippy::indexing_slicing
 )]
 
-use nexus_trace::{SpanContext, SpanId, SpanRecord, SpanStatus, TraceFlags, TraceId};
+mod common;
+
+use nexus_trace::{SpanRecord, TraceId};
+
+fn rec(trace: u128, span: u64, parent: Option<u64>, start: u64) -> SpanRecord {
+    common::record(trace, span, parent, start, start + 10)
+}
 use nexus_wire::{Header, Status};
 use traced::proto::{self, Reply, Request, MAX_BATCH_SPANS, MAX_FRAME};
 use traced::{Config, Traced};
 
 const NODE: u64 = 0xa1;
-
-fn rec(trace: u128, span: u64, parent: Option<u64>, start: u64) -> SpanRecord {
-    SpanRecord {
-        context: SpanContext::new(
-            TraceId::new(trace).unwrap(),
-            SpanId::new(span).unwrap(),
-            TraceFlags::SAMPLED,
-        ),
-        parent: parent.and_then(SpanId::new),
-        remote_parent: false,
-        name: format!("op{span}"),
-        start_ns: start,
-        end_ns: start + 10,
-        status: SpanStatus::Ok,
-        status_message: None,
-        attrs: Vec::new(),
-        events: Vec::new(),
-        tracestate: None,
-        dropped_attrs: 0,
-        dropped_events: 0,
-    }
-}
 
 fn cfg() -> Config {
     Config {
