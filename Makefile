@@ -75,7 +75,7 @@ bench:
 	cargo bench -p nexus-log --bench json -- --warm-up-time 1 --measurement-time 3
 	cargo bench -p metricsd --bench metrics -- --warm-up-time 1 --measurement-time 2
 	cargo bench -p dsoftbus --bench link -- --warm-up-time 1 --measurement-time 3
-	cargo bench -p busd --features std --bench busd -- --warm-up-time 1 --measurement-time 3
+	cargo bench -p busd --features testkit --bench busd -- --warm-up-time 1 --measurement-time 3
 	cargo bench -p obsscraped --features testkit --bench remote -- --warm-up-time 1 --measurement-time 5
 	cargo bench -p nexus-trace --bench trace -- --warm-up-time 1 --measurement-time 2
 

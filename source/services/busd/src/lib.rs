@@ -21,7 +21,7 @@ extern crate std;
 pub mod config;
 pub mod seeds;
 pub mod service;
-#[cfg(feature = "std")]
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use config::Config;

@@ -5,7 +5,7 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
-#![cfg(feature = "std")]
+#![cfg(feature = "testkit")]
 
 use busd::testkit::*;
 use nexus_bus::proto::{self, BusEvent, Handle, RESET_PEER_DOWN};
