@@ -56,6 +56,18 @@ fn kind(frame: &[u8]) -> (u8, u32) {
     (f.type_byte(), f.stream())
 }
 
+/// A mux past the greeting: the peer's CAPS (trace on) received, its own
+/// CAPS transmitted.
+fn greeted(role: Role, c: MuxConfig) -> Mux {
+    let mut m = Mux::new(role, c, T0);
+    m.on_frame(&raw(Frame::Caps { caps: LOCAL_CAPS }), T0, &mut allow_all)
+        .unwrap();
+    let caps = m.poll_transmit(T0).unwrap();
+    assert_eq!(kind(&caps), (wire::TYPE_CAPS, 0));
+    assert!(m.trace_on());
+    m
+}
+
 fn drain_tx(m: &mut Mux, now: u64) -> Vec<Vec<u8>> {
     std::iter::from_fn(|| m.poll_transmit(now)).collect()
 }
@@ -90,6 +102,14 @@ impl Pair {
             ev_a: Vec::new(),
             ev_b: Vec::new(),
         }
+        .greeted()
+    }
+
+    /// Both CAPS delivered: the session as the application first sees it.
+    fn greeted(mut self) -> Self {
+        assert_eq!(self.a_to_b() + self.b_to_a(), 2);
+        assert!(self.a.trace_on() && self.b.trace_on());
+        self
     }
 
     fn a_to_b(&mut self) -> usize {
@@ -357,7 +377,7 @@ fn credit_returns_at_half_window() {
 
 #[test]
 fn data_beyond_credit_is_a_violation() {
-    let mut b = Mux::new(Role::Responder, cfg(), T0);
+    let mut b = greeted(Role::Responder, cfg());
     b.on_frame(&open_frame(1, 0, "s"), T0, &mut allow_all)
         .unwrap();
     drain_tx(&mut b, T0); // OPEN_ACK
@@ -448,7 +468,7 @@ fn rst_frees_both_directions_at_once() {
 
 #[test]
 fn reset_of_an_unsent_open_sends_nothing() {
-    let mut a = Mux::new(Role::Initiator, cfg(), T0);
+    let mut a = greeted(Role::Initiator, cfg());
     let s = a.open("s", 0, None).unwrap();
     a.reset(s, 1).unwrap();
     assert_eq!(a.stream_count(), 0);
@@ -568,7 +588,7 @@ fn stream_cap_rejects_incoming_and_refuses_outgoing() {
     }));
     assert_eq!(p.b.stream_count(), 2);
 
-    let mut a = Mux::new(Role::Initiator, small, T0);
+    let mut a = greeted(Role::Initiator, small);
     a.open("one", 0, None).unwrap();
     let s = a.open("two", 0, None).unwrap();
     assert_eq!(a.open("three", 0, None), Err(OpenError::TooManyStreams));
@@ -584,7 +604,7 @@ fn stream_cap_rejects_incoming_and_refuses_outgoing() {
 
 #[test]
 fn open_validates_name_and_trace() {
-    let mut a = Mux::new(Role::Initiator, cfg(), T0);
+    let mut a = greeted(Role::Initiator, cfg());
     assert_eq!(a.open("", 0, None), Err(OpenError::BadName));
     assert_eq!(a.open(&"n".repeat(65), 0, None), Err(OpenError::BadName));
     assert_eq!(a.open("n", 0, Some(&[0; 65])), Err(OpenError::TraceTooLong));
@@ -598,7 +618,7 @@ fn unpolled_events_hold_back_new_streams() {
         max_streams: 2,
         ..cfg()
     };
-    let mut b = Mux::new(Role::Responder, small, T0);
+    let mut b = greeted(Role::Responder, small);
     let mut rejected_at = None;
     for i in 0..50u32 {
         let id = 2 * i + 1;
@@ -711,7 +731,7 @@ fn trace_context_reaches_the_acceptor() {
 
 /// A responder that accepted stream 1 (OPEN_ACK sent) with `window` credit.
 fn responder_with_stream(window: u32) -> Mux {
-    let mut b = Mux::new(Role::Responder, cfg(), T0);
+    let mut b = greeted(Role::Responder, cfg());
     b.on_frame(&open_frame(1, window, "s"), T0, &mut allow_all)
         .unwrap();
     assert_eq!(drain_tx(&mut b, T0).len(), 1);
@@ -856,7 +876,7 @@ fn data_crossing_many_resets_is_dropped() {
         max_streams: 1,
         ..cfg()
     };
-    let mut b = Mux::new(Role::Responder, small, T0);
+    let mut b = greeted(Role::Responder, small);
     for id in [1, 3, 5] {
         b.on_frame(&open_frame(id, 0, "s"), T0, &mut allow_all)
             .unwrap();
@@ -879,7 +899,7 @@ fn data_crossing_many_resets_is_dropped() {
 #[test]
 fn data_before_open_ack_is_a_violation() {
     // The acceptor's OPEN_ACK has not gone out: the opener has no credit.
-    let mut b = Mux::new(Role::Responder, cfg(), T0);
+    let mut b = greeted(Role::Responder, cfg());
     b.on_frame(&open_frame(1, 0, "s"), T0, &mut allow_all)
         .unwrap();
     let d = raw(Frame::Data {
@@ -888,7 +908,7 @@ fn data_before_open_ack_is_a_violation() {
     });
     assert!(is_violation(b.on_frame(&d, T0, &mut allow_all)));
     // The opener has not been accepted yet.
-    let mut a = Mux::new(Role::Initiator, cfg(), T0);
+    let mut a = greeted(Role::Initiator, cfg());
     let s = a.open("s", 0, None).unwrap();
     drain_tx(&mut a, T0);
     let d = raw(Frame::Data {
@@ -900,7 +920,7 @@ fn data_before_open_ack_is_a_violation() {
 
 #[test]
 fn malformed_metadata_is_rejected_without_ending_the_session() {
-    let mut b = Mux::new(Role::Responder, cfg(), T0);
+    let mut b = greeted(Role::Responder, cfg());
     let bad_metas: [&[u8]; 5] = [
         &[],                       // no name
         &[1, 1, 0xff],             // not UTF-8
@@ -1154,7 +1174,7 @@ proptest! {
         policy in any::<bool>(),
     ) {
         let c = MuxConfig { max_streams: 3, window: 700, max_frame_payload: 512, max_buffered_total: 2000, ..cfg() };
-        let mut b = Mux::new(Role::Responder, c, T0);
+        let mut b = greeted(Role::Responder, c);
         let own = b.open("mine", 0, None).unwrap();
         let mut policy_fn = |name: &str| policy || name.len().is_multiple_of(2);
         let mut buf = [0u8; 100];
@@ -1333,4 +1353,95 @@ proptest! {
             prop_assert!(!m.is_dead());
         }
     }
+}
+
+// ---- capabilities ----------------------------------------------------------
+
+#[test]
+fn caps_go_first_and_opens_wait_for_the_peers() {
+    let mut a = Mux::new(Role::Initiator, cfg(), T0);
+    assert_eq!(a.peer_caps(), None);
+    let s = a.open("obs.traces", 0, Some(b"ctx")).unwrap();
+    let first = drain_tx(&mut a, T0);
+    assert_eq!(
+        first.iter().map(|f| kind(f)).collect::<Vec<_>>(),
+        [(wire::TYPE_CAPS, 0)],
+        "only CAPS leaves before the peer's CAPS"
+    );
+    a.on_frame(&raw(Frame::Caps { caps: LOCAL_CAPS }), T0, &mut allow_all)
+        .unwrap();
+    let open = drain_tx(&mut a, T0);
+    assert_eq!(open.len(), 1);
+    let Frame::Open { stream, meta, .. } = Frame::parse(&open[0]).unwrap() else {
+        panic!("not an OPEN");
+    };
+    assert_eq!(stream, s);
+    assert_eq!(OpenMeta::parse(meta).unwrap().trace, Some(&b"ctx"[..]));
+    assert_eq!(a.stats().trace_stripped, 0);
+}
+
+#[test]
+fn a_peer_without_the_trace_cap_gets_no_trace_and_sends_none() {
+    let mut a = Mux::new(Role::Initiator, cfg(), T0);
+    a.on_frame(&raw(Frame::Caps { caps: 0 }), T0, &mut allow_all)
+        .unwrap();
+    assert_eq!(a.peer_caps(), Some(0));
+    assert!(!a.trace_on());
+    a.open("s", 0, Some(b"ctx")).unwrap();
+    let tx = drain_tx(&mut a, T0);
+    let Frame::Open { meta, .. } = Frame::parse(&tx[1]).unwrap() else {
+        panic!("not an OPEN");
+    };
+    assert_eq!(OpenMeta::parse(meta).unwrap().trace, None, "stripped");
+    // The peer's OPEN with a trace context: accepted, context dropped.
+    let meta = OpenMeta {
+        name: "t",
+        priority: 0,
+        trace: Some(b"theirs"),
+    }
+    .to_vec()
+    .unwrap();
+    a.on_frame(
+        &raw(Frame::Open {
+            stream: 2,
+            window: 100,
+            meta: &meta,
+        }),
+        T0,
+        &mut allow_all,
+    )
+    .unwrap();
+    assert_eq!(
+        drain_events(&mut a),
+        [Event::Opened {
+            stream: 2,
+            name: "t".into(),
+            priority: 0,
+            trace: None
+        }]
+    );
+    assert_eq!(a.stats().trace_stripped, 2);
+}
+
+#[test]
+fn caps_out_of_place_are_violations() {
+    let mut b = Mux::new(Role::Responder, cfg(), T0);
+    assert!(is_violation(b.on_frame(
+        &open_frame(1, 100, "s"),
+        T0,
+        &mut allow_all
+    )));
+    assert!(b.is_dead());
+    let mut b = Mux::new(Role::Responder, cfg(), T0);
+    assert!(is_violation(b.on_frame(
+        &raw(Frame::Ping { nonce: 1 }),
+        T0,
+        &mut allow_all
+    )));
+    let mut b = greeted(Role::Responder, cfg());
+    assert!(is_violation(b.on_frame(
+        &raw(Frame::Caps { caps: LOCAL_CAPS }),
+        T0,
+        &mut allow_all
+    )));
 }

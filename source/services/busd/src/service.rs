@@ -24,6 +24,7 @@ use nexus_metrics::reporter::Spec;
 use nexus_metrics::MetricKind;
 use nexus_svc::platform::{Network, TcpSocket, TcpState};
 use nexus_svc::{Ctx, Event, Service};
+use nexus_trace::{BaggageLimits, Scope};
 use nexus_wire::{Header, Rejects, Status};
 
 use crate::config::{Config, PeerEntry};
@@ -73,6 +74,13 @@ const IO_CHUNK: usize = 16 * 1024;
 /// How long a dropped session's socket may take to close gracefully.
 const CLOSE_GRACE_NS: u64 = 2_000_000_000;
 
+/// A propagated trace context that decodes as a span context (the
+/// nexus-trace binary form, baggage within the default limits).
+fn valid_context(bytes: &[u8]) -> bool {
+    nexus_trace::binary::decode(bytes, BaggageLimits::default(), Scope::CrossNode)
+        .is_ok_and(|e| e.parent.is_some())
+}
+
 fn bus_id(d: Dev) -> DeviceId {
     DeviceId(d.to_bytes())
 }
@@ -116,6 +124,8 @@ struct Peer<S> {
     sessions: u32,
     backoff_ns: u64,
     retry_at_ns: u64,
+    /// The current session's capabilities were reported on the console.
+    caps_reported: bool,
 }
 
 struct Stream {
@@ -154,6 +164,9 @@ pub struct Busd<N: Network> {
     rejects: Rejects,
     event_seq: u64,
     buf: Vec<u8>,
+    /// Incoming OPENs whose trace context decoded as a span context and
+    /// went to the listener (the first one is reported on the console).
+    traces_propagated: u64,
 }
 
 impl<N: Network> core::fmt::Debug for Busd<N> {
@@ -196,6 +209,7 @@ impl<N: Network> Busd<N> {
                 sessions: 0,
                 backoff_ns: 0,
                 retry_at_ns: 0,
+                caps_reported: false,
             });
         }
         let link_cfg = LinkConfig {
@@ -227,7 +241,14 @@ impl<N: Network> Busd<N> {
             rejects: Rejects::default(),
             event_seq: 0,
             buf: vec![0; IO_CHUNK],
+            traces_propagated: 0,
         })
+    }
+
+    /// Incoming OPENs whose trace context was a valid span context, handed
+    /// to their listener.
+    pub fn traces_propagated(&self) -> u64 {
+        self.traces_propagated
     }
 
     /// This device's id.
@@ -599,6 +620,7 @@ impl<N: Network> Busd<N> {
             return;
         };
         p.state = PeerState::Up(conn);
+        p.caps_reported = false;
         p.sessions = p.sessions.saturating_add(1);
         p.backoff_ns = 0;
         let id = bus_id(p.entry.id);
@@ -784,8 +806,20 @@ impl<N: Network> Busd<N> {
             }
             PeerState::Up(mut c) => {
                 let r = self.pump(&mut c, now);
+                let caps = c.link.link.mux().map(|m| (m.peer_caps(), m.trace_on()));
                 if let Some(p) = self.peers.get_mut(i) {
                     p.state = PeerState::Up(c);
+                    if let (false, Some((Some(_), on))) = (p.caps_reported, caps) {
+                        // The peer's CAPS (its first frame) arrived: say
+                        // once per session whether trace context travels.
+                        p.caps_reported = true;
+                        let line = if on {
+                            String::from("dsoftbus: mux trace caps on")
+                        } else {
+                            format!("dsoftbus: mux trace caps off {}", bus_id(p.entry.id))
+                        };
+                        cx.event(Event::Console(line));
+                    }
                 }
                 match r {
                     Err(e) => {
@@ -845,6 +879,14 @@ impl<N: Network> Busd<N> {
                             },
                         );
                         self.stats.streams_accepted += 1;
+                        if trace.as_deref().is_some_and(valid_context) {
+                            if self.traces_propagated == 0 {
+                                cx.event(Event::Console(String::from(
+                                    "dsoftbus: mux trace propagated",
+                                )));
+                            }
+                            self.traces_propagated += 1;
+                        }
                         self.emit(
                             cx,
                             owner,

@@ -429,3 +429,66 @@ fn an_unlisted_device_gets_nothing_beyond_the_refusal() {
     assert!(s.acl_denies >= 1);
     assert_eq!(s.sessions, 1, "only A's session");
 }
+
+#[test]
+fn a_span_context_crosses_in_the_open_and_both_sides_report_trace_caps() {
+    let p = pair(4);
+    let mut srv = p.b.client("svc-b");
+    srv.listen("t.echo").unwrap();
+    let mut cli = p.a.client("svc-a");
+    wait_up(&mut cli, p.id_b);
+    // A text traceparent is opaque to busd: delivered, but it is not a
+    // span context, so nothing is reported as propagated.
+    cli.open(p.id_b, "t.echo", Some(b"00-not-a-binary-context"))
+        .unwrap();
+    let (_, _, _, trace) = incoming(&mut srv);
+    assert_eq!(trace.as_deref(), Some(&b"00-not-a-binary-context"[..]));
+    let ctx = nexus_trace::SpanContext::new(
+        nexus_trace::TraceId::new(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736).unwrap(),
+        nexus_trace::SpanId::new(0x00f0_67aa_0ba9_02b7).unwrap(),
+        nexus_trace::TraceFlags::SAMPLED,
+    );
+    let mut bytes = Vec::new();
+    nexus_trace::binary::encode(
+        &nexus_trace::TraceContext::new(ctx),
+        &nexus_trace::Baggage::default(),
+        nexus_trace::Scope::CrossNode,
+        Some(nexus_trace::binary::MUX_META_MAX),
+        &mut bytes,
+    )
+    .unwrap();
+    cli.open(p.id_b, "t.echo", Some(&bytes)).unwrap();
+    let (_, from, _, trace) = incoming(&mut srv);
+    assert_eq!(from, p.id_a);
+    let got = nexus_trace::binary::decode(
+        &trace.unwrap(),
+        nexus_trace::BaggageLimits::default(),
+        nexus_trace::Scope::Local,
+    )
+    .unwrap();
+    assert_eq!(got.parent.unwrap().span, ctx);
+    // Console lines are collected by the node's thread: wait for them
+    // (bounded), then check exactly.
+    let seen = |n: &Node, want: &str| {
+        (0..500).any(|_| {
+            let hit = n.lines().iter().any(|l| l == want);
+            if !hit {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            hit
+        })
+    };
+    for n in [&p.a, &p.b] {
+        assert!(seen(n, "dsoftbus: mux trace caps on"), "{:?}", n.lines());
+    }
+    assert!(seen(&p.b, "dsoftbus: mux trace propagated"));
+    let b = p.b.lines();
+    assert_eq!(
+        b.iter()
+            .filter(|l| *l == "dsoftbus: mux trace propagated")
+            .count(),
+        1,
+        "{b:?}"
+    );
+    assert!(!p.a.lines().iter().any(|l| l.contains("propagated")));
+}

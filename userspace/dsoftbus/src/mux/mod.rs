@@ -21,6 +21,18 @@
 //! frames first, then DATA round-robin, one frame per stream with queued
 //! bytes per turn, so concurrent streams interleave and none starves.
 //!
+//! # Capabilities
+//!
+//! Each side's first frame is CAPS with the capabilities it supports
+//! ([`LOCAL_CAPS`]); a capability is on for the session only when both
+//! sides announced it. Trace context in OPEN metadata ([`wire::CAP_TRACE`])
+//! travels only when it is on: this side's OPENs wait until the peer's
+//! CAPS arrived (which is the peer's first frame, so they wait at most a
+//! round trip) and then go with or without their trace context; a trace
+//! context arriving in an OPEN when the capability is off is dropped.
+//! Both are counted in [`MuxStats::trace_stripped`]. Any frame other than
+//! CAPS first, or a second CAPS, is a protocol violation.
+//!
 //! # Flow control
 //!
 //! The receiver of a direction grants credit in bytes: `window` in the OPEN
@@ -79,6 +91,7 @@
 //! | peer sends                                              | outcome                        |
 //! |---------------------------------------------------------|--------------------------------|
 //! | bytes that are not one well-framed frame (see [`wire`]) | ProtocolViolation              |
+//! | a first frame that is not CAPS, or a second CAPS        | ProtocolViolation              |
 //! | OPEN with this side's parity, or an id not above its    | ProtocolViolation              |
 //! | previous OPEN (duplicate or reused id)                  |                                |
 //! | OPEN whose metadata block is malformed                  | REJECT 3, no state             |
@@ -137,6 +150,9 @@ use core::ops::Bound;
 use nexus_wire::WireError;
 
 pub use wire::RejectReason;
+
+/// The capabilities this mux announces in its CAPS frame.
+pub const LOCAL_CAPS: u32 = wire::CAP_TRACE;
 use wire::{Frame, OpenMeta};
 
 /// Events a live stream can have queued at once (Opened or Accepted,
@@ -324,6 +340,19 @@ pub struct MuxStats {
     pub stale_frames: u64,
     /// Events lost to a full queue; the admission rule keeps this at 0.
     pub events_dropped: u64,
+    /// Trace contexts dropped because the trace capability is off for the
+    /// session (ours not sent, or the peer's not accepted).
+    pub trace_stripped: u64,
+}
+
+/// Our OPEN, kept until the peer's CAPS says whether its trace context
+/// may go.
+#[derive(Debug)]
+struct PendingOpen {
+    /// The OPEN as the caller asked for it (with its trace context).
+    full: Vec<u8>,
+    /// The same OPEN without trace context, when it had one.
+    untraced: Option<Vec<u8>>,
 }
 
 /// How this side's direction of a stream is closing.
@@ -339,7 +368,7 @@ enum LocalClose {
 #[derive(Debug)]
 struct Stream {
     /// Our OPEN, not transmitted yet (streams this side opened).
-    open_frame: Option<Vec<u8>>,
+    open_frame: Option<PendingOpen>,
     /// Our OPEN has no OPEN_ACK yet.
     awaiting_ack: bool,
     /// Our OPEN_ACK is not transmitted yet (streams the peer opened).
@@ -432,6 +461,10 @@ pub struct Mux {
     next_ping_nonce: u64,
     ping_pending: Option<u64>,
     pong_pending: Option<u64>,
+    /// Our CAPS went out.
+    caps_sent: bool,
+    /// The peer's CAPS (its first frame), once received.
+    peer_caps: Option<u32>,
     dead: bool,
     stats: MuxStats,
 }
@@ -462,9 +495,24 @@ impl Mux {
             next_ping_nonce: 1,
             ping_pending: None,
             pong_pending: None,
+            caps_sent: false,
+            peer_caps: None,
             dead: false,
             stats: MuxStats::default(),
         }
+    }
+
+    /// The capabilities the peer announced (`None` until its CAPS, its
+    /// first frame, arrived).
+    pub fn peer_caps(&self) -> Option<u32> {
+        self.peer_caps
+    }
+
+    /// Trace context travels in OPENs of this session: both sides
+    /// announced [`wire::CAP_TRACE`].
+    pub fn trace_on(&self) -> bool {
+        self.peer_caps
+            .is_some_and(|c| c & LOCAL_CAPS & wire::CAP_TRACE != 0)
     }
 
     /// This side's role.
@@ -530,23 +578,29 @@ impl Mux {
         }
         self.admit()?;
         let id = u32::try_from(self.next_local_id).map_err(|_| OpenError::IdsExhausted)?;
-        let meta = OpenMeta {
-            name,
-            priority,
-            trace,
-        }
-        .to_vec()
-        .map_err(|_| OpenError::BadName)?;
-        let frame = Frame::Open {
-            stream: id,
-            window: self.cfg.window,
-            meta: &meta,
-        }
-        .to_vec()
-        .map_err(|_| OpenError::BadName)?;
+        let window = self.cfg.window;
+        let encode = |trace: Option<&[u8]>| {
+            let meta = OpenMeta {
+                name,
+                priority,
+                trace,
+            }
+            .to_vec()?;
+            Frame::Open {
+                stream: id,
+                window,
+                meta: &meta,
+            }
+            .to_vec()
+        };
+        let full = encode(trace).map_err(|_| OpenError::BadName)?;
+        let untraced = match trace {
+            Some(_) => Some(encode(None).map_err(|_| OpenError::BadName)?),
+            None => None,
+        };
         self.next_local_id = self.next_local_id.saturating_add(2);
         let mut s = Stream::new(self.cfg.window);
-        s.open_frame = Some(frame);
+        s.open_frame = Some(PendingOpen { full, untraced });
         s.awaiting_ack = true;
         self.streams.insert(id, s);
         Ok(id)
@@ -570,6 +624,15 @@ impl Mux {
         };
         self.last_rx_ns = self.last_rx_ns.max(now_ns);
         self.stats.frames_received = self.stats.frames_received.saturating_add(1);
+        match (parsed, self.peer_caps) {
+            (Frame::Caps { caps }, None) => {
+                self.peer_caps = Some(caps);
+                return Ok(());
+            }
+            (Frame::Caps { .. }, Some(_)) => return Err(self.violation("a second CAPS")),
+            (_, None) => return Err(self.violation("first frame is not CAPS")),
+            _ => {}
+        }
         let result = match parsed {
             Frame::Open {
                 stream,
@@ -586,7 +649,7 @@ impl Mux {
                 self.pong_pending = Some(nonce);
                 Ok(())
             }
-            Frame::Pong { .. } => Ok(()),
+            Frame::Pong { .. } | Frame::Caps { .. } => Ok(()),
         };
         result.map_err(|why| self.violation(why))
     }
@@ -777,6 +840,7 @@ impl Mux {
             });
         }
         self.peer_high = stream;
+        let trace_on = self.trace_on();
         let refusal = match OpenMeta::parse(meta) {
             Err(_) => Some(RejectReason::BadMetadata),
             Ok(m) if !accept(m.name) => Some(RejectReason::Policy),
@@ -787,11 +851,18 @@ impl Mux {
                     s.ack_pending = true;
                     s.send_credit = window;
                     self.streams.insert(stream, s);
+                    let trace = match m.trace {
+                        Some(_) if !trace_on => {
+                            self.stats.trace_stripped = self.stats.trace_stripped.saturating_add(1);
+                            None
+                        }
+                        t => t.map(<[u8]>::to_vec),
+                    };
                     self.push_event(Event::Opened {
                         stream,
                         name: String::from(m.name),
                         priority: m.priority,
-                        trace: m.trace.map(<[u8]>::to_vec),
+                        trace,
                     });
                     None
                 }
@@ -965,6 +1036,10 @@ impl Mux {
     // ---- outgoing frames -------------------------------------------------
 
     fn next_frame(&mut self) -> Option<Vec<u8>> {
+        if !self.caps_sent {
+            self.caps_sent = true;
+            return Frame::Caps { caps: LOCAL_CAPS }.to_vec().ok();
+        }
         if let Some(nonce) = self.pong_pending.take() {
             return Frame::Pong { nonce }.to_vec().ok();
         }
@@ -983,9 +1058,20 @@ impl Mux {
     /// OPEN, OPEN_ACK or CREDIT of the lowest stream id that owes one.
     fn next_stream_control(&mut self) -> Option<Vec<u8>> {
         let small = self.small_window_limit();
+        let (caps_known, trace_on) = (self.peer_caps.is_some(), self.trace_on());
         for (&stream, s) in self.streams.iter_mut() {
-            if let Some(f) = s.open_frame.take() {
-                return Some(f);
+            if s.open_frame.is_some() && !caps_known {
+                // Our OPENs wait for the peer's CAPS (see Capabilities).
+                continue;
+            }
+            if let Some(open) = s.open_frame.take() {
+                return Some(match open.untraced {
+                    Some(untraced) if !trace_on => {
+                        self.stats.trace_stripped = self.stats.trace_stripped.saturating_add(1);
+                        untraced
+                    }
+                    _ => open.full,
+                });
             }
             if s.ack_pending {
                 s.ack_pending = false;

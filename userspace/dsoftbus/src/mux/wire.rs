@@ -11,6 +11,8 @@
 //! 7 CLOSE          (empty)
 //! 8 PING           nonce: u64          stream must be 0
 //! 9 PONG           nonce: u64          stream must be 0
+//! 10 CAPS          caps: u32           stream must be 0; each side's first
+//!                                      frame, exactly once per session
 //!
 //! OPEN metadata    (tag: u8 | len: u8 | value)*
 //!   tag 1  stream name, UTF-8, 1..=64 bytes, required, at most once
@@ -19,8 +21,12 @@
 //!   other  skipped (room for later versions)
 //! ```
 //!
-//! All integers are little-endian. Stream 0 is the control stream: PING and
-//! PONG use it and nothing else may.
+//! All integers are little-endian. Stream 0 is the control stream: PING,
+//! PONG and CAPS use it and nothing else may.
+//!
+//! CAPS bits: bit 0 ([`CAP_TRACE`]) = this side carries trace context in
+//! OPEN metadata. A capability is on for the session only when both sides
+//! announced it; other bits are ignored (room for later versions).
 //!
 //! # Invariants
 //!
@@ -80,6 +86,11 @@ pub const TYPE_CLOSE: u8 = 7;
 pub const TYPE_PING: u8 = 8;
 /// PONG type byte.
 pub const TYPE_PONG: u8 = 9;
+/// CAPS type byte.
+pub const TYPE_CAPS: u8 = 10;
+
+/// CAPS bit: trace context (OPEN metadata tag 3) is carried.
+pub const CAP_TRACE: u32 = 1;
 
 /// The longest frame a mux with this `max_frame_payload` ever emits or
 /// accepts: the larger of a full DATA frame and a full OPEN frame. The
@@ -169,6 +180,11 @@ pub enum Frame<'a> {
         /// The PING's nonce.
         nonce: u64,
     },
+    /// The sender's capabilities (control stream; its first frame).
+    Caps {
+        /// Capability bits ([`CAP_TRACE`], ...).
+        caps: u32,
+    },
 }
 
 impl<'a> Frame<'a> {
@@ -184,10 +200,12 @@ impl<'a> Frame<'a> {
             Frame::Close { .. } => TYPE_CLOSE,
             Frame::Ping { .. } => TYPE_PING,
             Frame::Pong { .. } => TYPE_PONG,
+            Frame::Caps { .. } => TYPE_CAPS,
         }
     }
 
-    /// The stream id the frame carries ([`CONTROL_STREAM`] for PING/PONG).
+    /// The stream id the frame carries ([`CONTROL_STREAM`] for PING, PONG
+    /// and CAPS).
     pub fn stream(&self) -> u32 {
         match *self {
             Frame::Open { stream, .. }
@@ -197,7 +215,7 @@ impl<'a> Frame<'a> {
             | Frame::Credit { stream, .. }
             | Frame::Rst { stream, .. }
             | Frame::Close { stream } => stream,
-            Frame::Ping { .. } | Frame::Pong { .. } => CONTROL_STREAM,
+            Frame::Ping { .. } | Frame::Pong { .. } | Frame::Caps { .. } => CONTROL_STREAM,
         }
     }
 
@@ -243,6 +261,7 @@ impl<'a> Frame<'a> {
             TYPE_CLOSE => Frame::Close { stream },
             TYPE_PING => Frame::Ping { nonce: r.u64()? },
             TYPE_PONG => Frame::Pong { nonce: r.u64()? },
+            TYPE_CAPS => Frame::Caps { caps: r.u32()? },
             _ => return Err(WireError::BadValue),
         };
         r.finish()?;
@@ -295,6 +314,9 @@ impl<'a> Frame<'a> {
                 Frame::Ping { nonce } | Frame::Pong { nonce } => {
                     w.u64(nonce);
                 }
+                Frame::Caps { caps } => {
+                    w.u32(caps);
+                }
             }
         })
         .map(|_| ())
@@ -308,9 +330,12 @@ impl<'a> Frame<'a> {
     }
 }
 
-/// PING/PONG live on the control stream, everything else off it.
+/// PING, PONG and CAPS live on the control stream, everything else off it.
 fn stream_id_fits(frame: &Frame<'_>, stream: u32) -> bool {
-    let control = matches!(frame, Frame::Ping { .. } | Frame::Pong { .. });
+    let control = matches!(
+        frame,
+        Frame::Ping { .. } | Frame::Pong { .. } | Frame::Caps { .. }
+    );
     control == (stream == CONTROL_STREAM)
 }
 
@@ -436,6 +461,14 @@ mod tests {
             nonce: 0x0102_0304_0506_0708,
         };
         assert_eq!(f.to_vec().unwrap(), [8, 0, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1]);
+        let f = Frame::Caps { caps: CAP_TRACE };
+        assert_eq!(f.to_vec().unwrap(), [10, 0, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(Frame::parse(&[10, 0, 0, 0, 0, 1, 0, 0, 0]), Ok(f));
+        assert_eq!(
+            Frame::parse(&[10, 1, 0, 0, 0, 1, 0, 0, 0]),
+            Err(WireError::BadValue),
+            "CAPS off stream 0"
+        );
         let meta = OpenMeta {
             name: "obs.logs",
             priority: 7,
@@ -481,7 +514,7 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_frame() {
         assert_eq!(Frame::parse(&[]), Err(WireError::Truncated));
-        assert_eq!(Frame::parse(&[10, 1, 0, 0, 0]), Err(WireError::BadValue));
+        assert_eq!(Frame::parse(&[11, 1, 0, 0, 0]), Err(WireError::BadValue));
         assert_eq!(
             Frame::parse(&[7, 1, 0, 0, 0, 0]),
             Err(WireError::TrailingBytes)
