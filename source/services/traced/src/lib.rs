@@ -15,7 +15,12 @@
 //!   [`service`]: it on the service contract (`nexus_svc::Service`);
 //!   [`client`]: a tracer sink that packs finished spans into SPANS
 //!   frames; `files` (feature `std`): completed traces as rotated JSONL
-//!   files on the host.
+//!   files on the host; [`region`]: completed traces as JSON lines on a
+//!   state-store region (the OS node's disk).
+//! * [`link`]: the `obs.traces` frames; [`remote`]: a node's traced
+//!   forwarding its spans to the collector node through busd, and the
+//!   collector's side, which aligns them with each forwarder's measured
+//!   clock offset.
 //!
 //! Identity: a span's node and service ([`correlate::Origin`]) are given
 //! by the caller from the transport (the IPC sender, the bus session's
@@ -33,8 +38,11 @@ pub mod correlate;
 #[cfg(feature = "std")]
 pub mod files;
 pub mod jsonl;
+pub mod link;
 pub mod offset;
 pub mod proto;
+pub mod region;
+pub mod remote;
 pub mod server;
 pub mod service;
 

@@ -6,6 +6,8 @@ use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use nexus_trace::SpanRecord;
+
 use nexus_wire::{answer, Answer, Header, Rejects, Status};
 
 use crate::config::Config;
@@ -26,6 +28,19 @@ pub struct Traced {
     recent_evicted: u64,
     rejects: Rejects,
     scratch: Vec<Completed>,
+    /// Local spans waiting to go to the collector node (`None`: this node
+    /// does not forward). Bounded by `forward_cap`, oldest dropped.
+    forward: Option<VecDeque<(u32, SpanRecord)>>,
+    forward_cap: usize,
+    forward_dropped: u64,
+    /// Completed traces waiting for the store (`None`: no store). Bounded
+    /// by `export_cap`, oldest dropped.
+    export: Option<VecDeque<Completed>>,
+    export_cap: usize,
+    export_dropped: u64,
+    /// Completed traces holding a span whose parent was recorded on
+    /// another node (a real cross-node edge).
+    cross_node_traces: u64,
 }
 
 impl Traced {
@@ -42,7 +57,67 @@ impl Traced {
             recent_evicted: 0,
             rejects: Rejects::default(),
             scratch: Vec::new(),
+            forward: None,
+            forward_cap: 0,
+            forward_dropped: 0,
+            export: None,
+            export_cap: 0,
+            export_dropped: 0,
+            cross_node_traces: 0,
         }
+    }
+
+    /// This node's id (the node of every span that arrives over IPC).
+    pub fn node(&self) -> u64 {
+        self.node
+    }
+
+    /// Keeps a copy of every local span for the collector node, at most
+    /// `cap` waiting (the oldest dropped first, counted).
+    pub fn forward_to_collector(&mut self, cap: usize) {
+        self.forward_cap = cap;
+        self.forward.get_or_insert_with(VecDeque::new);
+    }
+
+    /// The oldest local span waiting for the collector, with the service
+    /// it came from.
+    pub fn next_forward(&mut self) -> Option<(u32, SpanRecord)> {
+        self.forward.as_mut()?.pop_front()
+    }
+
+    /// Puts back a span [`next_forward`](Self::next_forward) gave that did
+    /// not fit the frame being built.
+    pub fn unforward(&mut self, service: u32, span: SpanRecord) {
+        if let Some(q) = self.forward.as_mut() {
+            q.push_front((service, span));
+        }
+    }
+
+    /// Local spans dropped because the forward queue was full.
+    pub fn forward_dropped(&self) -> u64 {
+        self.forward_dropped
+    }
+
+    /// Keeps every completed trace for a store, at most `cap` waiting
+    /// (the oldest dropped first, counted).
+    pub fn export_completed(&mut self, cap: usize) {
+        self.export_cap = cap;
+        self.export.get_or_insert_with(VecDeque::new);
+    }
+
+    /// The oldest completed trace waiting for the store.
+    pub fn next_export(&mut self) -> Option<Completed> {
+        self.export.as_mut()?.pop_front()
+    }
+
+    /// Completed traces the store never got (its queue was full).
+    pub fn export_dropped(&self) -> u64 {
+        self.export_dropped
+    }
+
+    /// Completed traces with a cross-node parent edge.
+    pub fn cross_node_traces(&self) -> u64 {
+        self.cross_node_traces
     }
 
     /// Handles one IPC frame from `sender` (stamped by the transport) at
@@ -64,6 +139,15 @@ impl Traced {
                     service: sender,
                 };
                 for s in spans {
+                    if let Some(q) = self.forward.as_mut() {
+                        if q.len() >= self.forward_cap {
+                            q.pop_front();
+                            self.forward_dropped += 1;
+                        }
+                        if self.forward_cap > 0 {
+                            q.push_back((sender, s.clone()));
+                        }
+                    }
                     self.ingest(now_ns, TracedSpan::local(s, origin));
                 }
                 self.batches += 1;
@@ -116,6 +200,18 @@ impl Traced {
     }
 
     fn keep(&mut self, c: Completed) {
+        if crosses_nodes(&c) {
+            self.cross_node_traces += 1;
+        }
+        if let Some(q) = self.export.as_mut() {
+            if q.len() >= self.export_cap {
+                q.pop_front();
+                self.export_dropped += 1;
+            }
+            if self.export_cap > 0 {
+                q.push_back(c.clone());
+            }
+        }
         if self.recent_cap == 0 {
             self.recent_evicted += 1;
             return;
@@ -147,6 +243,17 @@ impl Traced {
             rejects: self.rejects,
         }
     }
+}
+
+/// A span in `t` whose parent span, also in `t`, came from another node.
+fn crosses_nodes(t: &Completed) -> bool {
+    t.spans.iter().any(|child| {
+        child.record.parent.is_some_and(|p| {
+            t.spans
+                .iter()
+                .any(|s| s.record.context.span == p && s.origin.node != child.origin.node)
+        })
+    })
 }
 
 fn summary(t: &Completed) -> TraceSummary {

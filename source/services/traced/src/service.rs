@@ -1,7 +1,9 @@
 //! traced on the service contract (`nexus_svc::Service`): the same code
-//! runs on the OS node, the host test node and a host thread. Nothing is
-//! persisted yet (the JSONL store is still to come), so there is nothing
-//! unsaved to discard.
+//! runs on the OS node, the host test node and a host thread. Across
+//! nodes it forwards its spans to the collector node, or collects the
+//! other nodes' ([`crate::remote`]). Completed traces go to a store when
+//! one is given (`Persist`: [`crate::region::JsonlRegion`] on the OS);
+//! without one they are not held for it.
 
 use alloc::vec::Vec;
 
@@ -11,7 +13,19 @@ use nexus_metrics::MetricKind;
 use nexus_svc::{Ctx, Event, Service};
 use nexus_wire::Status;
 
+use crate::remote::{TraceCollector, TraceForwarder};
 use crate::server::Traced;
+
+/// traced's role across nodes.
+#[derive(Debug)]
+pub enum Remote {
+    /// Only this node's spans.
+    Local,
+    /// Sends this node's spans to the collector node.
+    Forward(TraceForwarder),
+    /// Takes the other nodes' spans on `obs.traces`.
+    Collect(TraceCollector),
+}
 
 /// The name traced registers and prints under.
 pub const NAME: &str = "traced";
@@ -45,7 +59,10 @@ pub const SELF_METRICS: [Spec; 5] = [
 pub struct TracedService {
     /// The service core.
     pub traced: Traced,
+    /// Its role across nodes.
+    pub remote: Remote,
     replies_dropped: u64,
+    cross_node_reported: bool,
 }
 
 impl TracedService {
@@ -53,8 +70,29 @@ impl TracedService {
     pub fn new(traced: Traced) -> Self {
         Self {
             traced,
+            remote: Remote::Local,
             replies_dropped: 0,
+            cross_node_reported: false,
         }
+    }
+
+    /// Forwards this node's spans to `collector` through busd at `busd`,
+    /// at most `queue` waiting.
+    pub fn forwarding(
+        mut self,
+        busd: ServiceId,
+        collector: nexus_bus::DeviceId,
+        queue: usize,
+    ) -> Self {
+        self.traced.forward_to_collector(queue);
+        self.remote = Remote::Forward(TraceForwarder::new(busd, collector));
+        self
+    }
+
+    /// Collects the spans other nodes forward, through busd at `busd`.
+    pub fn collecting(mut self, busd: ServiceId) -> Self {
+        self.remote = Remote::Collect(TraceCollector::new(busd));
+        self
     }
 
     /// Replies the transport refused (the asker's queue was full).
@@ -69,6 +107,14 @@ impl Service for TracedService {
     }
 
     fn handle(&mut self, cx: &mut Ctx<'_>, sender: ServiceId, frame: &[u8]) {
+        let taken = match &mut self.remote {
+            Remote::Local => false,
+            Remote::Forward(f) => f.on_frame(cx, sender, frame),
+            Remote::Collect(c) => c.on_frame(cx, &mut self.traced, sender, frame),
+        };
+        if taken {
+            return;
+        }
         let a = self.traced.handle(cx.now_ns(), sender.get(), frame);
         if let Some(reply) = &a.frame {
             if cx.send(sender, reply).is_err() {
@@ -81,7 +127,20 @@ impl Service for TracedService {
     }
 
     fn tick(&mut self, cx: &mut Ctx<'_>) {
+        match &mut self.remote {
+            Remote::Local => {}
+            Remote::Forward(f) => f.tick(cx, &mut self.traced),
+            Remote::Collect(c) => c.tick(cx, &mut self.traced),
+        }
         self.traced.tick(cx.now_ns());
+        if !self.cross_node_reported && self.traced.cross_node_traces() > 0 {
+            // A completed trace holds a span whose parent was recorded on
+            // another node, times aligned by that node's clock offset.
+            self.cross_node_reported = true;
+            cx.event(Event::Console(alloc::string::String::from(
+                "traced: cross-node ok",
+            )));
+        }
     }
 
     fn self_metrics(&self) -> &'static [Spec] {
@@ -102,5 +161,7 @@ impl Service for TracedService {
         ]);
     }
 
-    fn discard_unsaved(&mut self) {}
+    fn discard_unsaved(&mut self) {
+        while self.traced.next_export().is_some() {}
+    }
 }
