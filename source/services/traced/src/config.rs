@@ -1,6 +1,8 @@
 //! The collector's bounds, mirrored by `recipes/observability/traced.toml`
 //! (a test checks that the recipe equals these defaults).
 
+use alloc::string::String;
+
 use serde::Deserialize;
 
 /// The recipe, as shipped.
@@ -9,7 +11,7 @@ pub const RECIPE: &str = include_str!("../../../../recipes/observability/traced.
 /// Bounds of the [`crate::Correlator`] and [`crate::Traced`]. Every one is
 /// a hard cap: what does not fit is dropped or completed early,
 /// deterministically, and counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Traces being assembled at once (default 256). One more evicts the
@@ -31,6 +33,17 @@ pub struct Config {
     /// Completed traces kept for TRACE and RECENT queries (default 32;
     /// oldest dropped first, counted).
     pub recent_traces: usize,
+    /// The busd peer name (in busd's recipe) of the node that assembles
+    /// cross-node traces (default `node-a`). That node's traced collects
+    /// on `obs.traces`; every other node whose traced is linked to busd
+    /// forwards its spans there. Empty: no node forwards.
+    pub collector: String,
+    /// Local spans waiting for the collector (default 1024; oldest
+    /// dropped first, counted).
+    pub forward_queue: usize,
+    /// Completed traces waiting for the store (default 64; oldest dropped
+    /// first, counted).
+    pub store_queue: usize,
 }
 
 impl Default for Config {
@@ -42,6 +55,9 @@ impl Default for Config {
             remembered_completed: 1024,
             max_completed_per_tick: 64,
             recent_traces: 32,
+            collector: String::from("node-a"),
+            forward_queue: 1024,
+            store_queue: 64,
         }
     }
 }
