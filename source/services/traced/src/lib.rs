@@ -15,7 +15,8 @@
 //!   [`service`]: it on the service contract (`nexus_svc::Service`);
 //!   [`client`]: a tracer sink that packs finished spans into SPANS
 //!   frames; `files` (feature `std`): completed traces as rotated JSONL
-//!   files on the host.
+//!   files on the host; `otlp` (feature `otlp`): completed traces
+//!   exported to an OpenTelemetry collector over OTLP/HTTP (JSON).
 //!
 //! Identity: a span's node and service ([`correlate::Origin`]) are given
 //! by the caller from the transport (the IPC sender, the bus session's
@@ -34,6 +35,8 @@ pub mod correlate;
 pub mod files;
 pub mod jsonl;
 pub mod offset;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod proto;
 pub mod server;
 pub mod service;
