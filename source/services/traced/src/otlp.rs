@@ -352,6 +352,8 @@ impl core::fmt::Display for OtlpConfigError {
     }
 }
 
+impl std::error::Error for OtlpConfigError {}
+
 /// How a [`OtlpExporter::flush`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flush {
