@@ -44,6 +44,63 @@ pub struct Config {
     /// Completed traces waiting for the store (default 64; oldest dropped
     /// first, counted).
     pub store_queue: usize,
+    /// Export of completed traces to an OTLP/HTTP collector (the `[otlp]`
+    /// table; used by `traced::otlp`, feature `otlp`, host only).
+    pub otlp: OtlpConfig,
+}
+
+/// The OTLP/HTTP (JSON) exporter's switch and bounds. Plain data, so the
+/// recipe parses the same on the OS (no_std) and on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// Export at all (default `false`: an exporter built from a disabled
+    /// config drops nothing and sends nothing; it ignores what it is
+    /// given).
+    pub enabled: bool,
+    /// Where requests are POSTed, `http://host:port/path` (default
+    /// `http://127.0.0.1:4318/v1/traces`, the OTLP/HTTP default). Plain
+    /// HTTP only: the exporter is built without TLS.
+    pub endpoint: String,
+    /// Completed traces waiting to be exported (default 256). One more
+    /// drops the oldest, counted in spans.
+    pub queue_traces: usize,
+    /// Spans in one request at most (default 512); a larger trace is split
+    /// over several requests.
+    pub max_batch_spans: usize,
+    /// The first wait before a retry (default 100 ms); doubled after each
+    /// retry up to `max_backoff_ms`.
+    pub initial_backoff_ms: u64,
+    /// The longest wait before a retry (default 5000 ms), also the bound
+    /// on a server's `Retry-After`.
+    pub max_backoff_ms: u64,
+    /// Attempts per request, the first included (default 5); a request
+    /// still refused after them is dropped, counted.
+    pub max_attempts: u32,
+    /// Bound on one attempt: connect, send and read the reply (default
+    /// 10000 ms). A timeout is retried like a connection error.
+    pub timeout_ms: u64,
+    /// Added to every time sent: the collector's clock counts nanoseconds
+    /// since boot, OTLP wants nanoseconds since the Unix epoch (default 0:
+    /// times go out as time since boot, i.e. dates in January 1970). The
+    /// host shell sets it from the wall clock it trusts.
+    pub unix_offset_ns: u64,
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            endpoint: String::from("http://127.0.0.1:4318/v1/traces"),
+            queue_traces: 256,
+            max_batch_spans: 512,
+            initial_backoff_ms: 100,
+            max_backoff_ms: 5000,
+            max_attempts: 5,
+            timeout_ms: 10_000,
+            unix_offset_ns: 0,
+        }
+    }
 }
 
 impl Default for Config {
@@ -58,6 +115,7 @@ impl Default for Config {
             collector: String::from("node-a"),
             forward_queue: 1024,
             store_queue: 64,
+            otlp: OtlpConfig::default(),
         }
     }
 }

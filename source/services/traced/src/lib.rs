@@ -21,6 +21,8 @@
 //!   forwarding its spans to the collector node through busd, and the
 //!   collector's side, which aligns them with each forwarder's measured
 //!   clock offset.
+//!   files on the host; `otlp` (feature `otlp`): completed traces
+//!   exported to an OpenTelemetry collector over OTLP/HTTP (JSON).
 //!
 //! Identity: a span's node and service ([`correlate::Origin`]) are given
 //! by the caller from the transport (the IPC sender, the bus session's
@@ -40,6 +42,8 @@ pub mod files;
 pub mod jsonl;
 pub mod link;
 pub mod offset;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod proto;
 pub mod region;
 pub mod remote;
