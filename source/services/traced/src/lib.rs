@@ -16,6 +16,8 @@
 //!   [`client`]: a tracer sink that packs finished spans into SPANS
 //!   frames; `files` (feature `std`): completed traces as rotated JSONL
 //!   files on the host.
+//! * [`from_logd`]: the logd fallback, a follower that pages through
+//!   logd's journal and turns metricsd's span-end records into spans.
 //!
 //! Identity: a span's node and service ([`correlate::Origin`]) are given
 //! by the caller from the transport (the IPC sender, the bus session's
@@ -32,6 +34,7 @@ pub mod config;
 pub mod correlate;
 #[cfg(feature = "std")]
 pub mod files;
+pub mod from_logd;
 pub mod jsonl;
 pub mod offset;
 pub mod proto;
@@ -40,6 +43,7 @@ pub mod service;
 
 pub use config::Config;
 pub use correlate::{Completed, Completion, Correlator, Ingest, Origin, TracedSpan};
+pub use from_logd::LogdFollower;
 pub use offset::{Estimate, Exchange, OffsetEstimator};
 pub use server::Traced;
 pub use service::TracedService;

@@ -39,6 +39,7 @@ fn cfg() -> Config {
         remembered_completed: 2,
         max_completed_per_tick: 2,
         recent_traces: 8,
+        ..Config::default()
     }
 }
 

@@ -28,6 +28,7 @@ fn cfg() -> Config {
         remembered_completed: 16,
         max_completed_per_tick: 64,
         recent_traces: 8,
+        ..Config::default()
     }
 }
 
