@@ -47,6 +47,9 @@ pub struct Config {
     /// Export of completed traces to an OTLP/HTTP collector (the `[otlp]`
     /// table; used by `traced::otlp`, feature `otlp`, host only).
     pub otlp: OtlpConfig,
+    /// The logd fallback (`[logd_fallback]`): span-end records read back
+    /// from logd ([`crate::from_logd`]).
+    pub logd_fallback: LogdFallback,
 }
 
 /// The OTLP/HTTP (JSON) exporter's switch and bounds. Plain data, so the
@@ -103,6 +106,39 @@ impl Default for OtlpConfig {
     }
 }
 
+/// Bounds of the logd fallback ([`crate::from_logd::LogdFollower`]): one
+/// QUERY in flight at a time, one page per poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogdFallback {
+    /// Read span ends from logd at all (default `false`: spans arrive
+    /// over IPC).
+    pub enabled: bool,
+    /// Time between two QUERYs (default 200 ms); a page that stopped at
+    /// a bound is followed at once by the next one.
+    pub poll_interval_ms: u64,
+    /// A QUERY unanswered for this long is given up (counted) and the next
+    /// one may be sent (default 1000 ms).
+    pub reply_timeout_ms: u64,
+    /// Records asked per page, so spans per reply at most (default 64;
+    /// 0 is taken as 1; logd may lower it).
+    pub page_records: u16,
+    /// Record bytes asked per page (default 32768; logd may lower it).
+    pub page_bytes: u32,
+}
+
+impl Default for LogdFallback {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            poll_interval_ms: 200,
+            reply_timeout_ms: 1000,
+            page_records: 64,
+            page_bytes: 32 * 1024,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -116,6 +152,7 @@ impl Default for Config {
             forward_queue: 1024,
             store_queue: 64,
             otlp: OtlpConfig::default(),
+            logd_fallback: LogdFallback::default(),
         }
     }
 }

@@ -23,6 +23,9 @@
 //!   clock offset.
 //!   files on the host; `otlp` (feature `otlp`): completed traces
 //!   exported to an OpenTelemetry collector over OTLP/HTTP (JSON).
+//!   files on the host.
+//! * [`from_logd`]: the logd fallback, a follower that pages through
+//!   logd's journal and turns metricsd's span-end records into spans.
 //!
 //! Identity: a span's node and service ([`correlate::Origin`]) are given
 //! by the caller from the transport (the IPC sender, the bus session's
@@ -39,6 +42,7 @@ pub mod config;
 pub mod correlate;
 #[cfg(feature = "std")]
 pub mod files;
+pub mod from_logd;
 pub mod jsonl;
 pub mod link;
 pub mod offset;
@@ -52,6 +56,7 @@ pub mod service;
 
 pub use config::Config;
 pub use correlate::{Completed, Completion, Correlator, Ingest, Origin, TracedSpan};
+pub use from_logd::LogdFollower;
 pub use offset::{Estimate, Exchange, OffsetEstimator};
 pub use server::Traced;
 pub use service::TracedService;
