@@ -13,6 +13,7 @@ use nexus_metrics::MetricKind;
 use nexus_svc::{Ctx, Event, Service};
 use nexus_wire::Status;
 
+use crate::from_logd::LogdFollower;
 use crate::remote::{TraceCollector, TraceForwarder};
 use crate::server::Traced;
 
@@ -61,6 +62,9 @@ pub struct TracedService {
     pub traced: Traced,
     /// Its role across nodes.
     pub remote: Remote,
+    /// The logd fallback: span ends read back from logd (when enabled and
+    /// linked to logd).
+    pub follower: Option<LogdFollower>,
     replies_dropped: u64,
     cross_node_reported: bool,
 }
@@ -71,6 +75,7 @@ impl TracedService {
         Self {
             traced,
             remote: Remote::Local,
+            follower: None,
             replies_dropped: 0,
             cross_node_reported: false,
         }
@@ -86,6 +91,16 @@ impl TracedService {
     ) -> Self {
         self.traced.forward_to_collector(queue);
         self.remote = Remote::Forward(TraceForwarder::new(busd, collector));
+        self
+    }
+
+    /// Reads span ends back from logd (the service must be linked to
+    /// `logd`; metricsd's records are trusted for their `owner` when it is
+    /// linked to `metricsd`).
+    pub fn with_logd_fallback(mut self, cfg: crate::config::LogdFallback) -> Self {
+        if cfg.enabled {
+            self.follower = Some(LogdFollower::new(cfg, self.traced.node(), None));
+        }
         self
     }
 
@@ -115,6 +130,22 @@ impl Service for TracedService {
         if taken {
             return;
         }
+        if let (Some(f), Some(logd)) = (self.follower.as_mut(), cx.link("logd")) {
+            if sender == logd && frame.starts_with(&nexus_log::proto::MAGIC) {
+                let mut spans = Vec::new();
+                // A refused or malformed page is counted by the follower.
+                let _ = f.on_reply(frame, &mut spans);
+                let now = cx.now_ns();
+                for s in spans {
+                    self.traced.ingest(now, s);
+                }
+                // A page cut at a bound is followed at once.
+                if let Some(q) = f.poll(now) {
+                    let _ = cx.send(logd, &q);
+                }
+                return;
+            }
+        }
         let a = self.traced.handle(cx.now_ns(), sender.get(), frame);
         if let Some(reply) = &a.frame {
             if cx.send(sender, reply).is_err() {
@@ -131,6 +162,12 @@ impl Service for TracedService {
             Remote::Local => {}
             Remote::Forward(f) => f.tick(cx, &mut self.traced),
             Remote::Collect(c) => c.tick(cx, &mut self.traced),
+        }
+        if let (Some(f), Some(logd)) = (self.follower.as_mut(), cx.link("logd")) {
+            f.set_forwarder(cx.link("metricsd"));
+            if let Some(q) = f.poll(cx.now_ns()) {
+                let _ = cx.send(logd, &q);
+            }
         }
         self.traced.tick(cx.now_ns());
         if !self.cross_node_reported && self.traced.cross_node_traces() > 0 {
