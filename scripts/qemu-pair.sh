@@ -62,6 +62,7 @@ rustup target list --installed | grep -qx $TARGET || rustup target add $TARGET
 b0=$(date +%s.%N)
 cargo build --release --target $TARGET -p nexus-kernel
 cargo build --release -p nexus-bus-keys
+cargo build --release -p nexus-state-dump
 b1=$(date +%s.%N)
 EXTRA_A=""
 EXTRA_B=""
@@ -79,6 +80,20 @@ echo "build: $(awk "BEGIN{printf \"%.1f\", $b1 - $b0}") s"
 mkdir -p "$OUT"
 LOG_A=$OUT/$PROFILE.a.log
 LOG_B=$OUT/$PROFILE.b.log
+# In the bus profile each node has a fresh 8 MiB disk (its regions: the
+# device identity, the collector's segments, the trace store).
+IMG_A=$OUT/$PROFILE.a.img
+IMG_B=$OUT/$PROFILE.b.img
+DISK_A=""
+DISK_B=""
+if [ "$PROFILE" = bus ]; then
+    for img in "$IMG_A" "$IMG_B"; do
+        rm -f "$img"
+        truncate -s 8M "$img"
+    done
+    DISK_A="-drive file=$IMG_A,if=none,format=raw,id=hd0 -device virtio-blk-device,drive=hd0"
+    DISK_B="-drive file=$IMG_B,if=none,format=raw,id=hd0 -device virtio-blk-device,drive=hd0"
+fi
 
 PID_A=""
 PID_B=""
@@ -110,14 +125,14 @@ free_port() {
     return 1
 }
 
-qemu() { # LOG NETDEV MAC APPEND
+qemu() { # LOG NETDEV MAC APPEND DISK
     # No -icount here: two guests' clocks must follow the same (host) time,
     # or a spinning guest's clock races ahead and the bus keepalive of the
     # other one looks late.
     qemu-system-riscv64 -machine virt -cpu rv64 -smp 1 -m 128M -nographic -bios default \
         -kernel "$KERNEL" \
         -global virtio-mmio.force-legacy=false \
-        -netdev "$2" -device "virtio-net-device,netdev=n0,mac=$3" $RNG \
+        -netdev "$2" -device "virtio-net-device,netdev=n0,mac=$3" $RNG $5 \
         -append "$4" \
         -monitor none -serial stdio </dev/null >"$1" 2>&1 &
 }
@@ -129,7 +144,7 @@ for attempt in 1 2 3 4 5; do
     : >"$LOG_B"
     t0=$(date +%s.%N)
     qemu "$LOG_B" "socket,id=n0,listen=127.0.0.1:$PORT" "$MAC_B" \
-        "nexus.role=b nexus.ip=$IP_B nexus.mac=$MAC_B nexus.peer=$IP_A $EXTRA_B"
+        "nexus.role=b nexus.ip=$IP_B nexus.mac=$MAC_B nexus.peer=$IP_A $EXTRA_B" "$DISK_B"
     PID_B=$!
     up=0
     for _ in $(seq 1 200); do # up to 10 s
@@ -155,7 +170,7 @@ echo "node b: QEMU listening on 127.0.0.1:$PORT"
 
 : >"$LOG_A"
 qemu "$LOG_A" "socket,id=n0,connect=127.0.0.1:$PORT" "$MAC_A" \
-    "nexus.role=a nexus.ip=$IP_A nexus.mac=$MAC_A nexus.peer=$IP_B $EXTRA_A"
+    "nexus.role=a nexus.ip=$IP_A nexus.mac=$MAC_A nexus.peer=$IP_B $EXTRA_A" "$DISK_A"
 PID_A=$!
 ta=$(date +%s.%N)
 
@@ -211,6 +226,24 @@ for n in a b; do
         fail=1
     fi
 done
+
+# Evidence from outside the guests: A's trace store, read from its disk
+# image on the host, holds the cross-node trace: A's span (node A, no
+# parent) and B's span (node B) under it.
+if [ "$PROFILE" = bus ]; then
+    tdump=$OUT/$PROFILE.a.traced.jsonl
+    "$TARGET_DIR"/release/nexus-state-dump "$IMG_A" --region traced >"$tdump" || fail=1
+    line=$(grep -F '"name":"selftest.mux.serve"' "$tdump" | grep -F "\"node\":\"$ID_B\"" \
+        | grep -F "\"node\":\"$ID_A\"" | tail -n 1 || true)
+    root=$(printf '%s' "$line" | sed -n 's/.*"span_id":"\([0-9a-f]\{16\}\)","parent_span_id":null,"remote_parent":false,"name":"selftest.mux.call".*/\1/p')
+    if [ -n "$root" ] && printf '%s' "$line" | grep -qF "\"parent_span_id\":\"$root\",\"remote_parent\":true,\"name\":\"selftest.mux.serve\""; then
+        echo "state dump: A's traced region holds the trace of A's span $root with B's span under it ($(wc -l <"$tdump") traces stored)"
+    else
+        echo "state dump: no trace with A's selftest.mux.call and B's selftest.mux.serve under it in $IMG_A:" >&2
+        sed 's/^/  | /' "$tdump" >&2
+        fail=1
+    fi
+fi
 
 echo "two-node run: $(awk "BEGIN{printf \"%.2f\", $t1 - $t0}") s wall (node b start to both exited, port $PORT)"
 if [ "$fail" -ne 0 ]; then

@@ -25,10 +25,11 @@ extern crate std;
 
 pub mod bootargs;
 pub mod identity;
+pub mod mux_trace_phase;
 pub mod profile;
 pub mod selftest;
 mod start;
 pub mod trace_phase;
 
 pub use profile::{Phase, Profile, ProfileError};
-pub use start::{start, Env, InitError, Started};
+pub use start::{start, Env, InitError, Started, StoreReader};

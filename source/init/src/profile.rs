@@ -35,17 +35,21 @@ pub enum Phase {
     Obs,
     /// Spans sent to traced, correlated and read back as JSONL.
     Trace,
+    /// Two nodes: a span context across a busd stream, the child's span
+    /// forwarded to the collector's traced and stored as JSONL.
+    MuxTrace,
 }
 
 impl Phase {
     /// Every phase.
-    pub const ALL: [Phase; 6] = [
+    pub const ALL: [Phase; 7] = [
         Phase::Logd,
         Phase::Metrics,
         Phase::Pair,
         Phase::Bus,
         Phase::Obs,
         Phase::Trace,
+        Phase::MuxTrace,
     ];
 
     /// Its name in profiles.
@@ -57,6 +61,7 @@ impl Phase {
             Phase::Bus => "bus",
             Phase::Obs => "obs",
             Phase::Trace => "trace",
+            Phase::MuxTrace => "mux-trace",
         }
     }
 
@@ -73,6 +78,7 @@ impl Phase {
             Phase::Bus => &["busd"],
             Phase::Obs => &["logd", "metricsd", "busd", "obsscraped"],
             Phase::Trace => &["traced"],
+            Phase::MuxTrace => &["busd", "traced"],
             Phase::Pair => &[],
         }
     }
@@ -87,6 +93,7 @@ impl Phase {
             Phase::Bus => &["selftest"],
             Phase::Obs => &["selftest", "selftest-metrics", "selftest-obs"],
             Phase::Trace => &["selftest-trace"],
+            Phase::MuxTrace => &["selftest", "selftest-trace"],
             Phase::Pair => &[],
         }
     }

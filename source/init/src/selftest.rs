@@ -238,6 +238,47 @@ where
                 .map_err(fail)?;
                 node.console("SELFTEST: trace local ok");
             }
+            Phase::MuxTrace => {
+                let Some(args) = peer.as_ref() else {
+                    return Err(fail(String::from("needs the network and nexus.role")));
+                };
+                let secret = started
+                    .device_secret
+                    .ok_or_else(|| fail(String::from("busd is not running")))?;
+                let other = bus_peer(secret).map_err(fail)?;
+                let bus = match bus_client.take() {
+                    Some(b) => bus_client.insert(b),
+                    None => bus_client.insert(BusClient::new(
+                        node.endpoint(id(phase, "selftest")?),
+                        id(phase, "busd")?,
+                        REPLY_TIMEOUT_NS,
+                    )),
+                };
+                let sides = crate::mux_trace_phase::Sides {
+                    me: nexus_bus::DeviceId(DeviceKey::from_secret(secret).id().to_bytes()),
+                    peer: other.id,
+                    traced: id(phase, "traced")?,
+                    from: id(phase, crate::mux_trace_phase::ENDPOINT)?,
+                    seed_node: node_id,
+                    boot: u64::from(started.boot),
+                };
+                let result = match args.role {
+                    Role::A => crate::mux_trace_phase::run_a(
+                        node,
+                        platform,
+                        bus,
+                        &sides,
+                        started.store("traced"),
+                        &mut |l| node.console(l),
+                    ),
+                    Role::B => {
+                        crate::mux_trace_phase::run_b(node, platform, bus, &sides, &mut |l| {
+                            node.console(l)
+                        })
+                    }
+                };
+                result.map_err(fail)?;
+            }
             Phase::Pair | Phase::Bus => {
                 let Some(args) = peer.as_ref() else {
                     return Err(fail(String::from(

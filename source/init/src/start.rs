@@ -43,6 +43,33 @@ impl<N> Env<N> {
     }
 }
 
+/// Reads a region's state store from the disk, without writing anything
+/// (a second view of the blocks a service writes): the entries, oldest
+/// first.
+#[derive(Clone)]
+pub struct StoreReader(Rc<dyn Fn() -> Result<Vec<Vec<u8>>, String>>);
+
+impl StoreReader {
+    /// The entries on the disk now.
+    pub fn read(&self) -> Result<Vec<Vec<u8>>, String> {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for StoreReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoreReader")
+    }
+}
+
+impl PartialEq for StoreReader {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for StoreReader {}
+
 /// What [`start`] brought up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Started {
@@ -56,9 +83,17 @@ pub struct Started {
     /// This device's secret, when busd runs (the bus phase derives its
     /// stranger from it; it never reaches the console).
     pub device_secret: Option<[u8; 32]>,
+    /// A read-only view of each region's store, by region name (the
+    /// selftest reads back what a service wrote).
+    pub stores: Vec<(String, StoreReader)>,
 }
 
 impl Started {
+    /// The read-only view of region `name`'s store.
+    pub fn store(&self, name: &str) -> Option<&StoreReader> {
+        self.stores.iter().find(|(n, _)| n == name).map(|(_, r)| r)
+    }
+
     /// The endpoint registered as `name`.
     pub fn id(&self, name: &str) -> Option<ServiceId> {
         self.endpoints
@@ -127,7 +162,23 @@ pub fn start<C: Clock + 'static, D: BlockDevice + 'static, N: Network + Clone + 
         persistent: table.is_some(),
         endpoints,
         device_secret: None,
+        stores: Vec::new(),
     };
+    if let (Some(t), Some(d)) = (&table, &disk) {
+        for e in &t.entries {
+            let (d, first, blocks) = (Rc::clone(d), e.first, e.blocks);
+            let read = move || {
+                let region = Region::at(Rc::clone(&d), first, blocks)
+                    .ok_or_else(|| String::from("region outside the disk"))?;
+                nexus_store::StateStore::open_read_only(region)
+                    .map(|(_, _, entries)| entries)
+                    .map_err(|e| format!("{e:?}"))
+            };
+            started
+                .stores
+                .push((e.name.clone(), StoreReader(Rc::new(read))));
+        }
+    }
     for spec in &profile.services {
         let region = match (&table, &disk, &spec.region) {
             (Some(t), Some(d), Some(r)) => t.region(d, r),
@@ -330,12 +381,15 @@ fn start_service<C: Clock + 'static, D: BlockDevice + 'static, N: Network + Clon
             }
         }
         "traced" => {
-            // Spans arriving over IPC are from this node: its id is the
-            // one its span and trace ids are seeded with.
+            // Spans arriving over IPC are from this node: with a device
+            // key its bus id (what busd and the peers call it), else the
+            // single-node id.
             let key = started
                 .device_secret
                 .map(dsoftbus::identity::DeviceKey::from_secret);
-            let me = crate::selftest::node_id(key.as_ref());
+            let me = key.as_ref().map_or(crate::selftest::SINGLE_NODE_ID, |k| {
+                traced::remote::node_of(nexus_bus::DeviceId(k.id().to_bytes()))
+            });
             let cfg = traced::Config::from_toml(traced::config::RECIPE)
                 .map_err(|e| cfg_err(format!("{e}")))?;
             let frame = node.router_config().max_frame_bytes;
@@ -345,11 +399,46 @@ fn start_service<C: Clock + 'static, D: BlockDevice + 'static, N: Network + Clon
                     traced::proto::MAX_REPLY
                 )));
             }
-            let t = traced::Traced::new(cfg, me);
-            node.add_task(
-                id,
-                Box::new(Shell::new(traced::TracedService::new(t), InMemory, links)),
-            );
+            let mut svc = traced::TracedService::new(traced::Traced::new(cfg.clone(), me))
+                .with_logd_fallback(cfg.logd_fallback);
+            let busd = node
+                .lookup("busd")
+                .filter(|_| spec.links.iter().any(|l| l == "busd"));
+            if let (Some(busd), Some(k), false) = (busd, key.as_ref(), cfg.collector.is_empty()) {
+                let peers = busd::Config::builtin()
+                    .and_then(|b| b.peers())
+                    .map_err(|e| cfg_err(format!("{e}")))?;
+                let p = peers
+                    .iter()
+                    .find(|p| p.name == cfg.collector)
+                    .ok_or_else(|| {
+                        cfg_err(format!("collector '{}' is not a busd peer", cfg.collector))
+                    })?;
+                if p.id == k.id() {
+                    node.console("init: traced collects obs.traces");
+                    svc = svc.collecting(busd);
+                } else {
+                    let id = nexus_bus::DeviceId(p.id.to_bytes());
+                    node.console(&format!("init: traced forwards to {} ({id})", p.name));
+                    svc = svc.forwarding(busd, id, cfg.forward_queue);
+                }
+            }
+            match region.map(traced::region::JsonlRegion::open) {
+                Some(Ok(store)) => {
+                    node.console(&format!(
+                        "init: traced store: {} traces restored",
+                        store.stats().restored
+                    ));
+                    svc.traced.export_completed(cfg.store_queue);
+                    node.add_task(id, Box::new(Shell::new(svc, store, links)));
+                }
+                other => {
+                    if let Some(Err(e)) = other {
+                        node.console(&format!("init: traced store unusable: {e:?}"));
+                    }
+                    node.add_task(id, Box::new(Shell::new(svc, InMemory, links)));
+                }
+            }
         }
         other => return Err(cfg_err(format!("init cannot start '{other}'"))),
     }

@@ -1,4 +1,4 @@
-//! `nexus-state-dump IMAGE [--region logd|metricsd]`: what a service
+//! `nexus-state-dump IMAGE [--region logd|metricsd|traced]`: what a service
 //! persisted on a disk image, as JSON lines on stdout, and a summary on
 //! stderr. Read only: the image is never written (the boot counter is not
 //! touched).
@@ -9,6 +9,9 @@
 //! * `logd` (default): the journal's records, in the JSON-lines format.
 //! * `metricsd`: its registrations, WAL samples and closed rollup
 //!   segments, one object per entry with a `"entry"` field naming the kind.
+//! * `traced`: completed traces, one JSON line each (the schema in
+//!   `docs/observability/tracing.md`); an entry that is not a JSON object
+//!   is counted undecodable.
 
 use std::cell::RefCell;
 use std::process::ExitCode;
@@ -22,14 +25,18 @@ use nexus_store::{MemDisk, RegionTable, StateStore};
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (Some(path), region) = (args.next(), args.collect::<Vec<_>>()) else {
-        eprintln!("usage: nexus-state-dump IMAGE [--region logd|metricsd]");
+        eprintln!("usage: nexus-state-dump IMAGE [--region logd|metricsd|traced]");
         return ExitCode::from(2);
     };
     let region = match region.as_slice() {
         [] => "logd",
-        [flag, name] if flag == "--region" && (name == "logd" || name == "metricsd") => name,
+        [flag, name]
+            if flag == "--region" && ["logd", "metricsd", "traced"].contains(&name.as_str()) =>
+        {
+            name
+        }
         _ => {
-            eprintln!("usage: nexus-state-dump IMAGE [--region logd|metricsd]");
+            eprintln!("usage: nexus-state-dump IMAGE [--region logd|metricsd|traced]");
             return ExitCode::from(2);
         }
     };
@@ -65,10 +72,15 @@ fn main() -> ExitCode {
     };
     let mut bad = 0u64;
     for e in &entries {
-        let line = if region == "logd" {
-            decode_record_bytes(e).ok().map(|r| record_to_json(&r))
-        } else {
-            metricsd::persist::decode(e).map(|p| metricsd_json(&p))
+        let line = match region {
+            "logd" => decode_record_bytes(e).ok().map(|r| record_to_json(&r)),
+            "traced" => std::str::from_utf8(e)
+                .ok()
+                .filter(|l| {
+                    serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v.is_object())
+                })
+                .map(String::from),
+            _ => metricsd::persist::decode(e).map(|p| metricsd_json(&p)),
         };
         match line {
             Some(l) => println!("{l}"),

@@ -10,6 +10,9 @@
 //! busd's INCOMING event; its service is what the forwarding node's
 //! transport stamped. Nothing in a span's payload names a node.
 //!
+//! An idle stream is not polled: after a RECV answered with nothing, the
+//! next waits for busd's Readable event.
+//!
 //! Bounds: at most [`MAX_FORWARDERS`] forwarders per collector (more are
 //! reset, counted); one SEND in flight per stream; a forwarder's spans
 //! wait for the first offset estimate in a queue of [`MAX_UNALIGNED`]
@@ -103,6 +106,9 @@ pub struct TraceForwarder {
     reader: FrameReader,
     out: Outbox,
     recv_in_flight: bool,
+    /// Data may be waiting: RECV again (cleared by an empty answer, set
+    /// by busd's Readable event, so an idle stream is not polled).
+    readable: bool,
     stats: ForwardStats,
 }
 
@@ -128,6 +134,7 @@ impl TraceForwarder {
             reader: FrameReader::new(),
             out: Outbox::new(),
             recv_in_flight: false,
+            readable: true,
             stats: ForwardStats::default(),
         }
     }
@@ -159,6 +166,7 @@ impl TraceForwarder {
         self.reader = FrameReader::new();
         self.out = Outbox::new();
         self.recv_in_flight = false;
+        self.readable = true;
     }
 
     /// Takes `frame` if it is from busd; returns whether it was.
@@ -202,6 +210,7 @@ impl TraceForwarder {
                 data,
             } if Some(h) == handle => {
                 self.recv_in_flight = false;
+                self.readable = !data.is_empty();
                 self.on_data(cx, &data);
                 if fin && self.is_open() {
                     self.fail(cx, "collector closed the stream");
@@ -209,6 +218,7 @@ impl TraceForwarder {
             }
             AgentEvent::Sent { handle: h, n } if Some(h) == handle => self.out.on_sent(n),
             AgentEvent::Bus(BusEvent::Writable(h)) if Some(h) == handle => self.out.on_writable(),
+            AgentEvent::Bus(BusEvent::Readable(h)) if Some(h) == handle => self.readable = true,
             AgentEvent::Bus(BusEvent::Closed(h) | BusEvent::Reset { handle: h, .. })
             | AgentEvent::StreamFailed { handle: h, .. }
                 if Some(h) == handle =>
@@ -277,7 +287,7 @@ impl TraceForwarder {
                 }
             }
             FwdState::Open { handle } => {
-                if !self.recv_in_flight {
+                if !self.recv_in_flight && self.readable {
                     self.recv_in_flight = self.agent.recv(&mut sender(cx), handle, RECV_MAX);
                 }
                 if self.out.is_empty() {
@@ -342,6 +352,8 @@ struct Forwarder {
     reader: FrameReader,
     out: Outbox,
     recv_in_flight: bool,
+    /// Data may be waiting (see the forwarder's).
+    readable: bool,
     hello: bool,
     estimator: OffsetEstimator<OFFSET_WINDOW>,
     /// The probe in flight: (seq, t1).
@@ -459,6 +471,7 @@ impl TraceCollector {
                         reader: FrameReader::new(),
                         out: Outbox::new(),
                         recv_in_flight: false,
+                        readable: true,
                         hello: false,
                         estimator: OffsetEstimator::new(),
                         probe: None,
@@ -472,6 +485,7 @@ impl TraceCollector {
                 if let Some(i) = self.index(handle) {
                     if let Some(p) = self.peers.get_mut(i) {
                         p.recv_in_flight = false;
+                        p.readable = !data.is_empty();
                     }
                     self.on_data(cx, traced, i, &data);
                     if fin {
@@ -489,6 +503,11 @@ impl TraceCollector {
             AgentEvent::Bus(BusEvent::Writable(h)) => {
                 if let Some(p) = self.index(h).and_then(|i| self.peers.get_mut(i)) {
                     p.out.on_writable();
+                }
+            }
+            AgentEvent::Bus(BusEvent::Readable(h)) => {
+                if let Some(p) = self.index(h).and_then(|i| self.peers.get_mut(i)) {
+                    p.readable = true;
                 }
             }
             AgentEvent::Bus(BusEvent::Closed(h) | BusEvent::Reset { handle: h, .. })
@@ -595,7 +614,7 @@ impl TraceCollector {
         }
         let now = cx.now_ns();
         for p in &mut self.peers {
-            if !p.recv_in_flight {
+            if !p.recv_in_flight && p.readable {
                 p.recv_in_flight = self.agent.recv(&mut sender(cx), p.handle, RECV_MAX);
             }
             let stale = p
