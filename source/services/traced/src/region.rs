@@ -76,6 +76,11 @@ impl<D: BlockDevice> JsonlRegion<D> {
         self.lines.iter().map(Vec::as_slice)
     }
 
+    /// The device back (tests and tools).
+    pub fn into_device(self) -> D {
+        self.store.into_device()
+    }
+
     /// Appends one line (without `\n`).
     pub fn push(&mut self, line: Vec<u8>) {
         if line.len() > MAX_ENTRY {

@@ -237,3 +237,103 @@ fn a_span_on_b_lands_in_as_trace_under_its_parent_with_aligned_times() {
     ta.wait_line("traced: cross-node ok");
     assert!(!tb.lines().iter().any(|l| l == "traced: cross-node ok"));
 }
+
+/// A service on B that is not traced opens `obs.traces` to A and sends
+/// what it likes: garbage, spans before HELLO, spans it never lets A
+/// time. A drops that stream with the reason, counts, and never takes a
+/// span from it; the honest forwarder next to it is untouched.
+#[test]
+fn test_reject_hostile_obs_traces_streams() {
+    const STREAMS: &[&str] = &["obs.traces"];
+    let (ka, kb) = (key(3), key(4));
+    let (pa, pb) = (free_port(), free_port());
+    let peers = [(ka, pa, STREAMS), (kb, pb, STREAMS)];
+    let a = Node::start(ka, config(pa, &peers, 8));
+    let b = Node::start(kb, config(pb, &peers, 8));
+    let (id_a, id_b): (DeviceId, DeviceId) = (id_of(ka), id_of(kb));
+    let clock = WallClock::new();
+    let ta = run_traced(
+        &a,
+        TracedService::new(Traced::new(cfg(), node_of(id_a))).collecting(a.busd),
+        clock,
+    );
+    ta.wait_line("traced: obs traces live ready");
+    let mut rogue = b.client("rogue");
+    wait_up(&mut rogue, id_a);
+    let framed = |body: &[u8]| nexus_remote::frame::frame(body).unwrap();
+
+    // 1. Garbage: an unknown kind.
+    let h = rogue.open(id_a, "obs.traces", None).unwrap();
+    rogue.send(h, &framed(&[9, 9, 9])).unwrap();
+    ta.wait_line(&format!(
+        "traced: forwarder {id_b} dropped: unknown frame kind"
+    ));
+
+    // 2. Spans before HELLO.
+    let mut body = traced::link::SpansBody::new();
+    let span = nexus_trace::SpanRecord {
+        name: String::from("forged"),
+        ..sample_record()
+    };
+    body.push(1, &span).unwrap();
+    let spans = body.finish().unwrap();
+    let h = rogue.open(id_a, "obs.traces", None).unwrap();
+    rogue.send(h, &framed(&spans)).unwrap();
+    ta.wait_line(&format!("traced: forwarder {id_b} dropped: expected HELLO"));
+
+    // 3. A length prefix past the frame bound.
+    let h = rogue.open(id_a, "obs.traces", None).unwrap();
+    rogue.send(h, &u32::MAX.to_le_bytes()).unwrap();
+    let dropped = |n: &Running| {
+        n.lines()
+            .iter()
+            .filter(|l| l.starts_with(&format!("traced: forwarder {id_b} dropped:")))
+            .count()
+    };
+    for _ in 0..1000 {
+        if dropped(&ta) == 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(dropped(&ta), 3, "{:?}", ta.lines());
+
+    // 4. HELLO and spans, but the probes are never answered: no clock
+    //    offset, so the spans are held (bounded) and never ingested.
+    let h = rogue.open(id_a, "obs.traces", None).unwrap();
+    let mut out = framed(&traced::link::hello());
+    out.extend(framed(&spans));
+    rogue.send(h, &out).unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let mut q = a.bus.endpoint("query").unwrap();
+    let f = proto::encode_request(1, &Request::Trace(span.context.trace)).unwrap();
+    q.send(ta.id, &f).unwrap();
+    let r = q.recv_timeout(1_000_000_000).unwrap();
+    assert!(matches!(
+        proto::decode_reply(&r.bytes),
+        Ok((_, Reply::Rejected(nexus_wire::Status::Unavailable)))
+    ));
+    assert!(!ta.lines().iter().any(|l| l == "traced: cross-node ok"));
+}
+
+fn sample_record() -> nexus_trace::SpanRecord {
+    nexus_trace::SpanRecord {
+        context: nexus_trace::SpanContext::new(
+            nexus_trace::TraceId::new(0xfeed).unwrap(),
+            nexus_trace::SpanId::new(0xbeef).unwrap(),
+            nexus_trace::TraceFlags::SAMPLED,
+        ),
+        parent: None,
+        remote_parent: false,
+        name: String::new(),
+        start_ns: 1,
+        end_ns: 2,
+        status: nexus_trace::SpanStatus::Ok,
+        status_message: None,
+        attrs: Vec::new(),
+        events: Vec::new(),
+        tracestate: None,
+        dropped_attrs: 0,
+        dropped_events: 0,
+    }
+}
