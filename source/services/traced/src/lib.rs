@@ -43,6 +43,8 @@ pub mod correlate;
 #[cfg(feature = "std")]
 pub mod files;
 pub mod from_logd;
+#[cfg(feature = "std")]
+pub mod host;
 pub mod jsonl;
 pub mod link;
 pub mod offset;
