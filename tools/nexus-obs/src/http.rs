@@ -105,7 +105,13 @@ fn respond(viewer: &mut Viewer, mut req: Request) {
                     .map(|h| h.value.as_str().to_string())
             };
             let (accept, auth) = (header("Accept"), header("Authorization"));
-            route(viewer, req.method(), req.url(), accept.as_deref(), auth.as_deref())
+            route(
+                viewer,
+                req.method(),
+                req.url(),
+                accept.as_deref(),
+                auth.as_deref(),
+            )
         }
     };
     let mut resp = Response::from_string(a.body).with_status_code(a.status);
@@ -154,7 +160,6 @@ pub fn route(
         _ => error(404, "no such path"),
     }
 }
-
 
 fn token(viewer: &Viewer, auth: Option<&str>) -> Result<Token, Answer> {
     let presented = auth
@@ -255,7 +260,10 @@ fn trace(viewer: &mut Viewer, t: &Token, id: &str) -> Answer {
                 .and_then(serde_json::Value::as_array)
                 .is_some_and(|spans| {
                     spans.iter().all(|s| {
-                        let node = s.get("node").and_then(serde_json::Value::as_str).unwrap_or("");
+                        let node = s
+                            .get("node")
+                            .and_then(serde_json::Value::as_str)
+                            .unwrap_or("");
                         let name = viewer
                             .cluster
                             .nodes
@@ -277,7 +285,9 @@ fn trace(viewer: &mut Viewer, t: &Token, id: &str) -> Answer {
 }
 
 fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// The exposition of every node's series (with `node`) and the host's
@@ -342,7 +352,10 @@ pub fn exposition(viewer: &mut Viewer, open: bool) -> Result<String, String> {
     // The host's own view: which nodes have a session, what the collector
     // took in.
     let peers = viewer.peers()?;
-    let _ = writeln!(out, "# HELP nexus_obs_node_up A bus session with the node is up.");
+    let _ = writeln!(
+        out,
+        "# HELP nexus_obs_node_up A bus session with the node is up."
+    );
     let _ = writeln!(out, "# TYPE nexus_obs_node_up gauge");
     for n in &viewer.cluster.nodes {
         let up = peers.iter().any(|p| p.id == n.id && p.up);
@@ -355,11 +368,31 @@ pub fn exposition(viewer: &mut Viewer, open: bool) -> Result<String, String> {
     }
     let s = viewer.stats()?;
     for (name, help, v) in [
-        ("nexus_obs_records_received", "Log records received from the nodes.", s.records_received),
-        ("nexus_obs_records_missing", "Log ids the nodes reported evicted before the host read them.", s.records_missing),
-        ("nexus_obs_stream_disconnects", "Streams dropped for a node's protocol error.", s.disconnects),
-        ("nexus_obs_open_refused", "Streams a node or busd refused.", s.open_refused),
-        ("nexus_obs_series_refused", "Series refused by the cardinality cap.", s.series_refused),
+        (
+            "nexus_obs_records_received",
+            "Log records received from the nodes.",
+            s.records_received,
+        ),
+        (
+            "nexus_obs_records_missing",
+            "Log ids the nodes reported evicted before the host read them.",
+            s.records_missing,
+        ),
+        (
+            "nexus_obs_stream_disconnects",
+            "Streams dropped for a node's protocol error.",
+            s.disconnects,
+        ),
+        (
+            "nexus_obs_open_refused",
+            "Streams a node or busd refused.",
+            s.open_refused,
+        ),
+        (
+            "nexus_obs_series_refused",
+            "Series refused by the cardinality cap.",
+            s.series_refused,
+        ),
     ] {
         let sample = format!("{name}_total");
         let family = if open { name } else { sample.as_str() };

@@ -230,7 +230,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Cmd::Traces { id, max, json } => {
             let nodes = selected(&cluster, None)?;
             let mut v = start_viewer(cluster, &nodes, cli.wait)?;
-            traces(&mut v, id.as_deref(), max, json)
+            traces(&mut v, id.as_deref(), max, json, cli.wait)
         }
         Cmd::Doctor => doctor(cluster, cli.wait),
         Cmd::Serve { listen, run_for } => {
@@ -267,9 +267,8 @@ fn selected(cluster: &Cluster, node: Option<&str>) -> Result<Vec<NodeEntry>, Str
 
 fn start_viewer(cluster: Cluster, nodes: &[NodeEntry], wait: Duration) -> Result<Viewer, String> {
     let port = cluster.host.port;
-    let mut v = Viewer::start(cluster).map_err(|e| {
-        format!("{e} (is another nexus-obs using 127.0.0.1:{port}?)")
-    })?;
+    let mut v = Viewer::start(cluster)
+        .map_err(|e| format!("{e} (is another nexus-obs using 127.0.0.1:{port}?)"))?;
     let ids: Vec<DeviceId> = nodes.iter().map(|n| n.id).collect();
     let missing = v.wait_nodes(&ids, wait);
     for id in &missing {
@@ -442,7 +441,16 @@ fn logs(
     }
 }
 
-fn traces(v: &mut Viewer, id: Option<&str>, max: u8, json: bool) -> Result<ExitCode, String> {
+fn traces(
+    v: &mut Viewer,
+    id: Option<&str>,
+    max: u8,
+    json: bool,
+    wait: Duration,
+) -> Result<ExitCode, String> {
+    // The nodes replay their recent traces when the host's trace
+    // collector connects; they complete here after traced's idle time.
+    let _ = v.wait_traces(wait);
     match id {
         None => {
             let list = v.recent_traces(max)?;
@@ -546,13 +554,12 @@ fn doctor(cluster: Cluster, wait: Duration) -> Result<ExitCode, String> {
             });
         }
         let logs_in = !missing.contains(&n.id)
-            && v
-                .logs(LogsQuery {
-                    peer: n.id.0,
-                    max: 1,
-                    ..LogsQuery::default()
-                })
-                .is_ok_and(|(l, _)| !l.is_empty());
+            && v.logs(LogsQuery {
+                peer: n.id.0,
+                max: 1,
+                ..LogsQuery::default()
+            })
+            .is_ok_and(|(l, _)| !l.is_empty());
         checks.push(Check {
             what: format!("{}: log stream", n.name),
             verdict: if logs_in { Verdict::Ok } else { Verdict::Warn },
@@ -565,14 +572,20 @@ fn doctor(cluster: Cluster, wait: Duration) -> Result<ExitCode, String> {
         let losses: Vec<String> = series
             .iter()
             .filter(|s| {
-                (s.name.contains("dropped") || s.name.contains("reject") || s.name.contains("evict"))
+                (s.name.contains("dropped")
+                    || s.name.contains("reject")
+                    || s.name.contains("evict"))
                     && s.value > 0
             })
             .map(|s| format!("{}{{{}}}={}", s.name, s.labels, s.value))
             .collect();
         checks.push(Check {
             what: format!("{}: drops, rejects, evictions", n.name),
-            verdict: if losses.is_empty() { Verdict::Ok } else { Verdict::Warn },
+            verdict: if losses.is_empty() {
+                Verdict::Ok
+            } else {
+                Verdict::Warn
+            },
             detail: if losses.is_empty() {
                 String::from("none counted")
             } else {
@@ -599,7 +612,11 @@ fn doctor(cluster: Cluster, wait: Duration) -> Result<ExitCode, String> {
     let t = v.traced_stats()?;
     checks.push(Check {
         what: String::from("host: trace collector"),
-        verdict: if t.correlator.spans_dropped_full > 0 { Verdict::Warn } else { Verdict::Ok },
+        verdict: if t.correlator.spans_dropped_full > 0 {
+            Verdict::Warn
+        } else {
+            Verdict::Ok
+        },
         detail: format!(
             "{} spans correlated, {} traces completed, {} dropped (trace full)",
             t.correlator.spans_added,
@@ -610,7 +627,9 @@ fn doctor(cluster: Cluster, wait: Duration) -> Result<ExitCode, String> {
     checks.push(Check {
         what: String::from("host: clock offsets"),
         verdict: Verdict::Warn,
-        detail: String::from("not checked: the host's traced does not report its per-node offsets yet"),
+        detail: String::from(
+            "not checked: the host's traced does not report its per-node offsets yet",
+        ),
     });
     let color = std::io::stdout().is_terminal();
     let mut out = anstream::stdout();
@@ -628,12 +647,7 @@ fn doctor(cluster: Cluster, wait: Duration) -> Result<ExitCode, String> {
         let _ = writeln!(out, "{a}{word:<4}{b}  {}: {}", c.what, c.detail);
     }
     let failed = checks.iter().filter(|c| c.verdict == Verdict::Fail).count();
-    let _ = writeln!(
-        out,
-        "{} checks, {} failed",
-        checks.len(),
-        failed
-    );
+    let _ = writeln!(out, "{} checks, {} failed", checks.len(), failed);
     Ok(if failed > 0 {
         ExitCode::FAILURE
     } else {

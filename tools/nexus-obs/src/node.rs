@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use busd::Busd;
 use dsoftbus::identity::DeviceKey;
@@ -25,26 +25,29 @@ use nexus_svc::{InMemory, Links, Persist, Service, Shell};
 
 use crate::config::{hex, Cluster, NodeEntry};
 
-/// Nanoseconds since the process started its clock.
-#[derive(Debug, Clone, Copy)]
-pub struct HostClock(Instant);
+/// Wall-clock nanoseconds since the Unix epoch, never going back (a
+/// process-wide high-water mark absorbs a wall clock stepped back). Every
+/// service of a host node, and the host's own, read this one clock, so
+/// records carry real dates and spans of processes started at different
+/// times share an epoch.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostClock;
+
+static HIGH_WATER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl HostClock {
-    /// A clock starting now.
+    /// The clock.
     pub fn new() -> Self {
-        Self(Instant::now())
-    }
-}
-
-impl Default for HostClock {
-    fn default() -> Self {
-        Self::new()
+        Self
     }
 }
 
 impl Clock for HostClock {
     fn now_ns(&self) -> u64 {
-        u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        HIGH_WATER.fetch_max(wall, Ordering::Relaxed).max(wall)
     }
 }
 
@@ -130,7 +133,10 @@ impl Drop for Threads {
 
 /// busd's recipe for a device on 127.0.0.1:`port` with `peers` (name,
 /// public key, port, the streams that peer may open here).
-pub fn busd_config(port: u16, peers: &[(&str, [u8; 32], u16, &[&str])]) -> Result<busd::Config, String> {
+pub fn busd_config(
+    port: u16,
+    peers: &[(&str, [u8; 32], u16, &[&str])],
+) -> Result<busd::Config, String> {
     let mut text = format!(
         "listen_port = {port}\nhandshake_timeout_ms = 5000\ncontrol = []\n\
          [limits]\nmax_listeners = 16\nmax_streams_per_service = 16\nmax_streams_per_peer = 16\n\
@@ -187,10 +193,7 @@ pub fn start(cluster: &Cluster, name: &str) -> Result<RunningNode, String> {
     }
     let bus_cfg = busd_config(me.port, &peers)?;
     let bus = HostBus::new(RouterConfig::default());
-    let reg = |n: &str| {
-        bus.endpoint(n)
-            .map_err(|e| format!("register {n}: {e:?}"))
-    };
+    let reg = |n: &str| bus.endpoint(n).map_err(|e| format!("register {n}: {e:?}"));
     let (logd_ep, md_ep, busd_ep, traced_ep) =
         (reg("logd")?, reg("metricsd")?, reg("busd")?, reg("traced")?);
     let ids = [
@@ -215,14 +218,25 @@ pub fn start(cluster: &Cluster, name: &str) -> Result<RunningNode, String> {
         [],
     )
     .map_err(|e| format!("logd: {e:?}"))?;
-    threads.spawn(logd_ep, LogdService::new(logd), InMemory, link(&["metricsd", "busd"]));
+    threads.spawn(
+        logd_ep,
+        LogdService::new(logd),
+        InMemory,
+        link(&["metricsd", "busd"]),
+    );
     let md = Metricsd::new(metricsd::Config::default()).map_err(|e| format!("metricsd: {e:?}"))?;
-    threads.spawn(md_ep, MetricsdService::new(md), InMemory, link(&["logd", "busd"]));
+    threads.spawn(
+        md_ep,
+        MetricsdService::new(md),
+        InMemory,
+        link(&["logd", "busd"]),
+    );
     let key = DeviceKey::from_secret(secret);
     let b = Busd::new(bus_cfg, StdNetwork, key, entropy()?, vec![])
         .map_err(|e| format!("busd: {e}"))?;
     threads.spawn(busd_ep, b, InMemory, link(&["metricsd"]));
-    let tcfg = traced::Config::from_toml(traced::config::RECIPE).map_err(|e| format!("traced: {e}"))?;
+    let tcfg =
+        traced::Config::from_toml(traced::config::RECIPE).map_err(|e| format!("traced: {e}"))?;
     let node_id = traced::remote::node_of(me.id);
     let svc = traced::TracedService::new(traced::Traced::new(tcfg.clone(), node_id)).forwarding(
         ids[2].1,
@@ -251,19 +265,26 @@ pub fn start_load(node: &mut RunningNode, period: Duration) -> Result<(), String
         node.id("metricsd").ok_or("no metricsd")?,
         node.id("traced").ok_or("no traced")?,
     );
-    let reg = |n: &str| node.bus.endpoint(n).map_err(|e| format!("register {n}: {e:?}"));
+    let reg = |n: &str| {
+        node.bus
+            .endpoint(n)
+            .map_err(|e| format!("register {n}: {e:?}"))
+    };
     let (log_ep, m_ep, mut t_ep) = (reg("app")?, reg("app-metrics")?, reg("app-trace")?);
-    let seed = u64::from_le_bytes(entropy()?.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+    let seed = u64::from_le_bytes(
+        entropy()?
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .unwrap_or([0; 8]),
+    );
     node.threads.spawn_fn(move |stop| {
         let clock = HostClock::new();
         let mut log = nexus_log::LogdClient::new(log_ep, logd, 2_000_000_000);
-        let mut m = nexus_metrics::Metrics::new(
-            m_ep,
-            md,
-            clock,
-            nexus_metrics::MetricsConfig::default(),
-        );
-        let ticks = m.counter("nexus_obs_demo_ticks_total", &[("app", "demo")]).ok();
+        let mut m =
+            nexus_metrics::Metrics::new(m_ep, md, clock, nexus_metrics::MetricsConfig::default());
+        let ticks = m
+            .counter("nexus_obs_demo_ticks_total", &[("app", "demo")])
+            .ok();
         let batcher = Arc::new(traced::client::SpanBatcher::new(64));
         let tracer = nexus_trace::Tracer::new(
             clock,
@@ -275,7 +296,7 @@ pub fn start_load(node: &mut RunningNode, period: Duration) -> Result<(), String
         while !stop.load(Ordering::Relaxed) {
             n += 1;
             let root = tracer.span("demo.tick");
-            let level = if n % 10 == 0 {
+            let level = if n.is_multiple_of(10) {
                 nexus_log::Level::Warn
             } else {
                 nexus_log::Level::Info

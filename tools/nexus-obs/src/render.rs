@@ -154,7 +154,12 @@ pub fn metrics_table(rows: &[(String, SeriesValue)]) -> String {
             } else {
                 format!("{}{{{}}}", s.name, s.labels)
             };
-            [node.clone(), series, kind_name(s.kind).to_string(), value_text(s)]
+            [
+                node.clone(),
+                series,
+                kind_name(s.kind).to_string(),
+                value_text(s),
+            ]
         })
         .collect();
     let head = [
@@ -241,8 +246,12 @@ pub fn waterfall(line: &str, names: &dyn Fn(&str) -> String, width: usize) -> Op
         .max()
         .unwrap_or(0);
     for s in spans {
-        let (a, b) = (t(s, "start_ns") - start, t(s, "end_ns").saturating_sub(start));
-        let from = usize::try_from(u128::from(a) * width as u128 / u128::from(span_ns)).unwrap_or(0);
+        let (a, b) = (
+            t(s, "start_ns") - start,
+            t(s, "end_ns").saturating_sub(start),
+        );
+        let from =
+            usize::try_from(u128::from(a) * width as u128 / u128::from(span_ns)).unwrap_or(0);
         let to = usize::try_from(u128::from(b) * width as u128 / u128::from(span_ns))
             .unwrap_or(width)
             .clamp(from + 1, width.max(from + 1));

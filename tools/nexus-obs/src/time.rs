@@ -17,9 +17,8 @@ pub enum When {
 
 /// Parses an RFC 3339 time to nanoseconds since the epoch.
 pub fn parse_instant(s: &str) -> Result<u64, String> {
-    let t = humantime::parse_rfc3339_weak(s).map_err(|e| {
-        format!("'{s}' is not an RFC 3339 time (like 2026-12-05T10:00:00Z): {e}")
-    })?;
+    let t = humantime::parse_rfc3339_weak(s)
+        .map_err(|e| format!("'{s}' is not an RFC 3339 time (like 2026-12-05T10:00:00Z): {e}"))?;
     let d = t
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|_| format!("'{s}' is before 1970"))?;

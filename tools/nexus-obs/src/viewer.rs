@@ -55,8 +55,12 @@ impl Viewer {
         let bus_cfg = busd_config(cluster.host.port, &peers)?;
         let bus = HostBus::new(RouterConfig::default());
         let reg = |n: &str| bus.endpoint(n).map_err(|e| format!("register {n}: {e:?}"));
-        let (busd_ep, col_ep, traced_ep, q) =
-            (reg("busd")?, reg("obsscraped")?, reg("traced")?, reg("nexus-obs")?);
+        let (busd_ep, col_ep, traced_ep, q) = (
+            reg("busd")?,
+            reg("obsscraped")?,
+            reg("traced")?,
+            reg("nexus-obs")?,
+        );
         let (busd, collector, traced) = (busd_ep.id(), col_ep.id(), traced_ep.id());
         let mut links = Links::new();
         links.insert("busd", busd);
@@ -82,8 +86,8 @@ impl Viewer {
             .collect();
         let col = Collector::new(cfg, MemStorage::new(), 0);
         threads.spawn(col_ep, col, InMemory, links.clone());
-        let tcfg =
-            traced::Config::from_toml(traced::config::RECIPE).map_err(|e| format!("traced: {e}"))?;
+        let tcfg = traced::Config::from_toml(traced::config::RECIPE)
+            .map_err(|e| format!("traced: {e}"))?;
         let node = traced::remote::node_of(cluster.host_id());
         let svc = traced::TracedService::new(traced::Traced::new(tcfg, node)).collecting(busd);
         threads.spawn(traced_ep, svc, InMemory, links);
@@ -132,10 +136,7 @@ impl Viewer {
             .send(self.traced, &frame)
             .map_err(|e| format!("query: {e:?}"))?;
         loop {
-            let f = self
-                .q
-                .recv_timeout(ASK_NS)
-                .ok_or("traced did not answer")?;
+            let f = self.q.recv_timeout(ASK_NS).ok_or("traced did not answer")?;
             if let Ok((h, r)) = tproto::decode_reply(&f.bytes) {
                 if h.nonce == nonce {
                     return Ok(r);
@@ -229,7 +230,40 @@ impl Viewer {
                 }
             }
             if missing.is_empty() || std::time::Instant::now() >= deadline {
+                if missing.is_empty() {
+                    self.settle(deadline);
+                }
                 return missing;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// After the first data: waits (at most until `deadline`) for the
+    /// catch-up to end, i.e. until fewer than a handful of records arrive
+    /// in 100 ms (the nodes' retained records come in chunks of hundreds;
+    /// a live node adds a few).
+    fn settle(&mut self, deadline: std::time::Instant) {
+        let mut last = self.stats().map_or(0, |s| s.records_received);
+        while std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = self.stats().map_or(0, |s| s.records_received);
+            if now.saturating_sub(last) <= 4 {
+                return;
+            }
+            last = now;
+        }
+    }
+
+    /// Waits (at most `timeout`) until traced holds a completed trace.
+    pub fn wait_traces(&mut self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.recent_traces(1).is_ok_and(|l| !l.is_empty()) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
             }
             std::thread::sleep(Duration::from_millis(50));
         }

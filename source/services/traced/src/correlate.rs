@@ -195,6 +195,13 @@ impl Correlator {
         }
     }
 
+    /// True if `trace` was completed recently (remembered) and is not
+    /// being assembled again: a replayed span of it would only open a
+    /// continuation.
+    pub fn completed_recently(&self, trace: TraceId) -> bool {
+        self.completed_ids.contains(&trace) && !self.active.contains_key(&trace)
+    }
+
     /// The bounds.
     pub fn config(&self) -> &Config {
         &self.cfg

@@ -13,6 +13,11 @@
 //! 4 SPANS  count u8 (1..=MAX_LINK_SPANS) | count × (service u32 | finished span)
 //!                                          forwarder → collector; the span
 //!                                          body is `nexus_trace::finished`
+//! 5 REPLAY same body as SPANS               forwarder → collector, right after
+//!                                          HELLO: spans of the forwarder's
+//!                                          recently completed traces; the
+//!                                          collector takes those of traces it
+//!                                          has not completed itself
 //! ```
 //!
 //! The node of every span is the bus session's peer device, never the
@@ -45,6 +50,7 @@ const KIND_HELLO: u8 = 1;
 const KIND_PING: u8 = 2;
 const KIND_PONG: u8 = 3;
 const KIND_SPANS: u8 = 4;
+const KIND_REPLAY: u8 = 5;
 
 /// One decoded body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +80,9 @@ pub enum LinkFrame {
     },
     /// Finished spans with the service each came from on the forwarder.
     Spans(Vec<(u32, SpanRecord)>),
+    /// Spans of the forwarder's recently completed traces, replayed to a
+    /// collector that just connected.
+    Replay(Vec<(u32, SpanRecord)>),
 }
 
 /// Why a body was refused.
@@ -133,7 +142,7 @@ pub fn decode(body: &[u8]) -> Result<LinkFrame, LinkError> {
             t2: r.u64()?,
             t3: r.u64()?,
         },
-        KIND_SPANS => {
+        k @ (KIND_SPANS | KIND_REPLAY) => {
             let n = r.u8()?;
             if n == 0 || n > MAX_LINK_SPANS {
                 return Err(LinkError::Count(n));
@@ -143,7 +152,11 @@ pub fn decode(body: &[u8]) -> Result<LinkFrame, LinkError> {
                 let service = r.u32()?;
                 spans.push((service, finished::parse(&mut r)?));
             }
-            LinkFrame::Spans(spans)
+            if k == KIND_SPANS {
+                LinkFrame::Spans(spans)
+            } else {
+                LinkFrame::Replay(spans)
+            }
         }
         k => return Err(LinkError::UnknownKind(k)),
     };
@@ -191,10 +204,18 @@ impl Default for SpansBody {
 }
 
 impl SpansBody {
-    /// An empty body.
+    /// An empty SPANS body.
     pub fn new() -> Self {
         Self {
             out: alloc::vec![KIND_SPANS, 0],
+            count: 0,
+        }
+    }
+
+    /// An empty REPLAY body.
+    pub fn replay() -> Self {
+        Self {
+            out: alloc::vec![KIND_REPLAY, 0],
             count: 0,
         }
     }

@@ -10,6 +10,8 @@
 //! busd's INCOMING event; its service is what the forwarding node's
 //! transport stamped. Nothing in a span's payload names a node.
 //!
+//! A forwarder whose stream failed retries with a doubling backoff, and
+//! at once when busd reports the collector's node up again (it WATCHes).
 //! An idle stream is not polled: after a RECV answered with nothing, the
 //! next waits for busd's Readable event.
 //!
@@ -59,6 +61,10 @@ pub const INITIAL_BACKOFF_NS: u64 = 100_000_000;
 pub const MAX_BACKOFF_NS: u64 = 8_000_000_000;
 /// Bytes asked per RECV.
 const RECV_MAX: u16 = 4096;
+/// Spans of recently completed traces a forwarder replays when it
+/// connects (at most): what a collector holds until its first clock
+/// estimate of the forwarder.
+pub const MAX_REPLAY_SPANS: usize = MAX_UNALIGNED;
 
 fn sender<'a, 'b>(cx: &'a mut Ctx<'b>) -> impl FnMut(ServiceId, &[u8]) -> bool + use<'a, 'b> {
     move |to, frame| cx.send(to, frame).is_ok()
@@ -85,6 +91,8 @@ pub struct ForwardStats {
     pub probes_skipped: u64,
     /// Streams dropped for a bad frame from the collector.
     pub disconnected: u64,
+    /// Spans of completed traces replayed on connecting.
+    pub replayed: u64,
 }
 
 enum FwdState {
@@ -109,6 +117,10 @@ pub struct TraceForwarder {
     /// Data may be waiting: RECV again (cleared by an empty answer, set
     /// by busd's Readable event, so an idle stream is not polled).
     readable: bool,
+    /// Spans to replay on this stream before new ones.
+    replay: Option<alloc::collections::VecDeque<(u32, SpanRecord)>>,
+    /// busd tells us when peers come up (a WATCH was accepted).
+    watching: bool,
     stats: ForwardStats,
 }
 
@@ -135,6 +147,8 @@ impl TraceForwarder {
             out: Outbox::new(),
             recv_in_flight: false,
             readable: true,
+            replay: None,
+            watching: false,
             stats: ForwardStats::default(),
         }
     }
@@ -167,6 +181,7 @@ impl TraceForwarder {
         self.out = Outbox::new();
         self.recv_in_flight = false;
         self.readable = true;
+        self.replay = None;
     }
 
     /// Takes `frame` if it is from busd; returns whether it was.
@@ -219,6 +234,14 @@ impl TraceForwarder {
             AgentEvent::Sent { handle: h, n } if Some(h) == handle => self.out.on_sent(n),
             AgentEvent::Bus(BusEvent::Writable(h)) if Some(h) == handle => self.out.on_writable(),
             AgentEvent::Bus(BusEvent::Readable(h)) if Some(h) == handle => self.readable = true,
+            AgentEvent::Bus(BusEvent::PeerUp(id)) if id == self.collector => {
+                // The collector's node is back: try now, not after the
+                // backoff.
+                if let FwdState::Idle { retry_at_ns } = &mut self.state {
+                    *retry_at_ns = 0;
+                    self.backoff_ns = INITIAL_BACKOFF_NS;
+                }
+            }
             AgentEvent::Bus(BusEvent::Closed(h) | BusEvent::Reset { handle: h, .. })
             | AgentEvent::StreamFailed { handle: h, .. }
                 if Some(h) == handle =>
@@ -275,6 +298,9 @@ impl TraceForwarder {
     /// Opens the stream when due, reads probes, writes queued spans.
     pub fn tick(&mut self, cx: &mut Ctx<'_>, traced: &mut Traced) {
         let now = cx.now_ns();
+        if !self.watching {
+            self.watching = self.agent.watch(&mut sender(cx));
+        }
         match self.state {
             FwdState::Idle { retry_at_ns } if now >= retry_at_ns => {
                 let tag = self.next_tag;
@@ -289,6 +315,28 @@ impl TraceForwarder {
             FwdState::Open { handle } => {
                 if !self.recv_in_flight && self.readable {
                     self.recv_in_flight = self.agent.recv(&mut sender(cx), handle, RECV_MAX);
+                }
+                let replay = self.replay.get_or_insert_with(|| {
+                    traced
+                        .recent_local_spans(MAX_REPLAY_SPANS)
+                        .into_iter()
+                        .collect()
+                });
+                if self.out.is_empty() && !replay.is_empty() {
+                    let mut body = SpansBody::replay();
+                    while let Some((service, span)) = replay.pop_front() {
+                        match body.push(service, &span) {
+                            Ok(true) => self.stats.replayed += 1,
+                            Ok(false) => {
+                                replay.push_front((service, span));
+                                break;
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                    if let Some(f) = body.finish().and_then(|b| frame_of(&b).ok()) {
+                        self.out.load(&f);
+                    }
                 }
                 if self.out.is_empty() {
                     if let Some(body) = spans_body(traced, &mut self.stats) {
@@ -344,6 +392,8 @@ pub struct CollectStats {
     pub exchanges: u64,
     /// Probe answers refused (unknown probe, clock went back).
     pub exchanges_refused: u64,
+    /// Replayed spans of traces this collector had completed already.
+    pub replay_skipped: u64,
 }
 
 struct Forwarder {
@@ -573,6 +623,20 @@ impl TraceCollector {
                             }
                         }
                         _ => self.stats.exchanges_refused += 1,
+                    }
+                    None
+                }
+                (true, LinkFrame::Replay(spans)) => {
+                    for (service, span) in spans {
+                        if traced.completed_recently(span.context.trace) {
+                            self.stats.replay_skipped += 1;
+                            continue;
+                        }
+                        if p.unaligned.len() >= MAX_UNALIGNED {
+                            p.unaligned.pop_front();
+                            self.stats.unaligned_dropped += 1;
+                        }
+                        p.unaligned.push_back((service, span));
                     }
                     None
                 }

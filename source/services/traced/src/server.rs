@@ -115,6 +115,28 @@ impl Traced {
         self.export_dropped
     }
 
+    /// True if `trace` completed recently here and is not open again.
+    pub fn completed_recently(&self, trace: nexus_trace::TraceId) -> bool {
+        self.correlator.completed_recently(trace)
+    }
+
+    /// The local spans of the completed traces held (oldest trace first),
+    /// at most `max`, with the service each came from: what a forwarder
+    /// replays to a collector that just connected.
+    pub fn recent_local_spans(&self, max: usize) -> Vec<(u32, SpanRecord)> {
+        let mut out: Vec<(u32, SpanRecord)> = self
+            .recent
+            .iter()
+            .rev()
+            .flat_map(|t| t.spans.iter())
+            .filter(|s| s.offset.is_none() && s.origin.node == self.node)
+            .take(max)
+            .map(|s| (s.origin.service, s.record.clone()))
+            .collect();
+        out.reverse();
+        out
+    }
+
     /// Completed traces with a cross-node parent edge.
     pub fn cross_node_traces(&self) -> u64 {
         self.cross_node_traces
