@@ -189,9 +189,11 @@ impl Cluster {
                     (DeviceKey::from_secret(secret).public(), Some(secret))
                 }
                 (None, Some(k)) => (hex32(&format!("{what} key"), &k)?, None),
-                _ => return Err(ConfigError(format!(
+                _ => {
+                    return Err(ConfigError(format!(
                     "{what}: give exactly one of `secret` (a test node) or `key` (its public key)"
-                ))),
+                )))
+                }
             };
             if nodes.iter().any(|x: &NodeEntry| x.name == n.name) || n.name == host.name {
                 return Err(ConfigError(format!("{what}: the name is used twice")));

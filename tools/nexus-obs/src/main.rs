@@ -371,9 +371,10 @@ fn logs(
     json: bool,
 ) -> Result<ExitCode, String> {
     let mut all = Vec::new();
-    let mut last_id: Vec<u64> = vec![0; nodes.len()];
-    let mut last_ts: Vec<u64> = vec![0; nodes.len()];
-    for (i, n) in nodes.iter().enumerate() {
+    // Per node: the highest record id and timestamp seen (follow goes on
+    // from there).
+    let mut cursors: Vec<(u64, u64)> = Vec::with_capacity(nodes.len());
+    for n in nodes {
         let since_abs = match f.since {
             Some(When::At(t)) => t,
             _ => 0,
@@ -384,6 +385,7 @@ fn logs(
             .filter_map(|l| nexus_obs::time::record_ns(&l.record))
             .max()
             .unwrap_or(0);
+        cursors.push((lines.iter().map(LogLine::id).max().unwrap_or(0), newest));
         if let Some(When::Ago(d)) = f.since {
             let from = newest.saturating_sub(d);
             lines.retain(|l| nexus_obs::time::record_ns(&l.record).is_some_and(|t| t >= from));
@@ -392,8 +394,6 @@ fn logs(
             let to = newest.saturating_sub(d);
             lines.retain(|l| nexus_obs::time::record_ns(&l.record).is_some_and(|t| t <= to));
         }
-        last_id[i] = lines.iter().map(LogLine::id).max().unwrap_or(0);
-        last_ts[i] = newest;
         all.extend(lines);
     }
     if let Some(g) = &f.grep {
@@ -420,19 +420,21 @@ fn logs(
     }
     loop {
         std::thread::sleep(Duration::from_millis(200));
-        for (i, n) in nodes.iter().enumerate() {
-            let mut fresh: Vec<LogLine> = fetch(v, n, f, last_ts[i])?
+        for (n, (last_id, last_ts)) in nodes.iter().zip(cursors.iter_mut()) {
+            let mut fresh: Vec<LogLine> = fetch(v, n, f, *last_ts)?
                 .into_iter()
-                .filter(|l| l.id() > last_id[i])
+                .filter(|l| l.id() > *last_id)
                 .collect();
+            for l in &fresh {
+                *last_id = (*last_id).max(l.id());
+                if let Some(t) = nexus_obs::time::record_ns(&l.record) {
+                    *last_ts = (*last_ts).max(t);
+                }
+            }
             if let Some(g) = &f.grep {
                 fresh.retain(|l| l.contains(g));
             }
             for l in &fresh {
-                last_id[i] = last_id[i].max(l.id());
-                if let Some(t) = nexus_obs::time::record_ns(&l.record) {
-                    last_ts[i] = last_ts[i].max(t);
-                }
                 if print(&mut out, l).is_err() {
                     return Ok(ExitCode::SUCCESS);
                 }
