@@ -7,7 +7,7 @@ NO_STD_CRATES := -p nexus-wire -p nexus-bounds -p nexus-ipc -p nexus-svc -p nexu
 KERNEL = $(shell scripts/target-dir.sh)/$(RISCV_TARGET)/release/nexus-kernel
 RUN_IMG := out/run.img
 
-.PHONY: run demo test deps qemu-deps alerts-deps alerts-test fmt-check clippy host-test riscv harness-test qemu-test bench bench-scale
+.PHONY: run demo test deps qemu-deps alerts-deps alerts-test prometheus-test fmt-check clippy host-test riscv harness-test qemu-test bench bench-scale
 
 ## Runs the system: boots the RISC-V image under QEMU on a persistent disk
 ## (out/run.img) and shows the console. Run it twice: the second boot
@@ -25,7 +25,7 @@ demo: deps
 	cargo run --release -p nexus-obs-demo
 
 ## Runs every check CI runs.
-test: deps fmt-check clippy alerts-test host-test riscv harness-test qemu-test
+test: deps fmt-check clippy alerts-test host-test prometheus-test riscv harness-test qemu-test
 	@echo "make test: all checks passed"
 
 alerts-deps:
@@ -37,6 +37,10 @@ alerts-deps:
 alerts-test: alerts-deps
 	promtool check rules recipes/observability/alerts.yml
 	promtool test rules recipes/observability/tests/alerts_test.yml
+
+## A real Prometheus server scrapes `nexus-obs serve` fed by a host node.
+prometheus-test: alerts-deps
+	scripts/prometheus-test.sh
 
 qemu-deps:
 	@command -v qemu-system-riscv64 >/dev/null || { \

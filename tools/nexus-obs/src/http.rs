@@ -31,6 +31,9 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Most log lines in one `/v1/logs` answer.
 pub const MAX_TAIL: u16 = obsscraped::query::MAX_LOG_LINES;
 
+/// The help of a node's series (the collector does not carry the node's
+/// own help texts).
+const NODE_HELP: &str = "A node's series, as its metricsd reports it (collected by nexus-obs).";
 const PROM_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -325,12 +328,14 @@ pub fn exposition(viewer: &mut Viewer, open: bool) -> Result<String, String> {
                 };
                 let sample = format!("{family}_total");
                 let sample = if open { sample.as_str() } else { name.as_str() };
+                let _ = writeln!(out, "# HELP {family} {NODE_HELP}");
                 let _ = writeln!(out, "# TYPE {family} counter");
                 for (node, s) in series.iter().filter(|(_, s)| s.kind == first.kind) {
                     let _ = writeln!(out, "{sample}{{{}}} {}", labels(node, s), s.value);
                 }
             }
             "gauge" => {
+                let _ = writeln!(out, "# HELP {name} {NODE_HELP}");
                 let _ = writeln!(out, "# TYPE {name} gauge");
                 for (node, s) in series.iter().filter(|(_, s)| s.kind == first.kind) {
                     let _ = writeln!(out, "{name}{{{}}} {}", labels(node, s), s.value);
@@ -339,6 +344,7 @@ pub fn exposition(viewer: &mut Viewer, open: bool) -> Result<String, String> {
             "histogram" => {
                 // The collector keeps sum and count of a histogram (no
                 // buckets): exposed as a summary without quantiles.
+                let _ = writeln!(out, "# HELP {name} {NODE_HELP}");
                 let _ = writeln!(out, "# TYPE {name} summary");
                 for (node, s) in series.iter().filter(|(_, s)| s.kind == first.kind) {
                     let l = labels(node, s);
