@@ -496,3 +496,90 @@ fn the_log_bridge_sends_records_with_typed_key_values() {
     assert_eq!((s.seen, s.filtered, s.logd.sent), (3, 1, 2));
     assert_eq!((s.redacted, s.keys_renamed), (1, 1));
 }
+
+#[test]
+fn spans_leave_in_batches_under_a_long_root_and_on_flush() {
+    let mut stack = Stack::start(logd::Config::default());
+    let clock = Arc::new(ManualClock::new(1));
+    let layer = NexusLayer::builder(stack.bus.endpoint("batch.log").unwrap(), stack.logd)
+        .traced(stack.bus.endpoint("batch.spans").unwrap(), stack.traced)
+        .clock(Arc::clone(&clock))
+        .bounds(nexus_tracing::Bounds {
+            batch_spans: 2,
+            ..nexus_tracing::Bounds::default()
+        })
+        .build();
+    let handle = layer.handle();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    let (root, trace) = tracing::subscriber::with_default(subscriber, || {
+        let root = tracing::info_span!("server");
+        let _e = root.enter();
+        for i in 0..5 {
+            let _c = tracing::info_span!("job", i).entered();
+            clock.advance(10);
+        }
+        // 5 children closed: two frames of 2 went out, 1 waits.
+        let s = handle.stats();
+        assert_eq!((s.span_frames_sent, s.batcher.sent), (2, 4));
+        handle.flush();
+        assert_eq!(handle.stats().span_frames_sent, 3);
+        tracing::info!("still in the root");
+        (
+            root.clone(),
+            stack.records(1)[0]
+                .fields
+                .get("trace_id")
+                .unwrap()
+                .to_string(),
+        )
+    });
+    // The root is still open (a handle is held): traced has the five
+    // jobs; closing the root later would add it as a continuation.
+    let v = stack.trace(nexus_trace::TraceId::from_hex(&trace).unwrap());
+    let spans = v["spans"].as_array().unwrap();
+    assert_eq!(spans.len(), 5, "{v}");
+    assert!(spans
+        .iter()
+        .all(|s| s["name"] == "job" && s["parent_span_id"].is_string()));
+    drop(root);
+}
+
+#[test]
+fn events_from_many_threads_are_all_accounted_for() {
+    let mut stack = Stack::start(logd::Config::default());
+    let layer = NexusLayer::builder(stack.bus.endpoint("mt.log").unwrap(), stack.logd).build();
+    let handle = layer.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let d = dispatch.clone();
+            std::thread::spawn(move || {
+                tracing::dispatcher::with_default(&d, || {
+                    let _s = tracing::info_span!("worker", t).entered();
+                    for i in 0..50 {
+                        tracing::info!(i, "tick");
+                    }
+                })
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let s = handle.stats().events;
+    assert_eq!(s.seen, 200);
+    assert_eq!(
+        s.logd.sent + s.logd.dropped_queue_full,
+        200,
+        "every event sent or counted as dropped: {s:?}"
+    );
+    let held = stack.records(usize::try_from(s.logd.sent).unwrap());
+    // Records of one worker carry that worker's span and field.
+    for r in &held {
+        let t = r.fields.get("t").unwrap();
+        assert!(held
+            .iter()
+            .filter(|o| o.fields.get("t") == Some(t))
+            .all(|o| o.fields.get("span_id") == r.fields.get("span_id")));
+    }
+}
