@@ -58,7 +58,8 @@ fn setup(tag: &str) -> Setup {
         // node-b: a public key only (watched, never run here).
         "db48257e1237976a74ad8cfedca00213408fe89ac6251f1b930245f242b5c31a"
     );
-    let path = std::env::temp_dir().join(format!("nexus-obs-serve-{}-{tag}.toml", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("nexus-obs-serve-{}-{tag}.toml", std::process::id()));
     std::fs::write(&path, text).unwrap();
     let spawn = |args: &[&str]| {
         Kill(
@@ -80,11 +81,17 @@ fn setup(tag: &str) -> Setup {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(r) = ureq::get(&format!("{base}/metrics")).call() {
-            if r.into_string().unwrap().contains("nexus_obs_demo_ticks_total") {
+            if r.into_string()
+                .unwrap()
+                .contains("nexus_obs_demo_ticks_total")
+            {
                 break;
             }
         }
-        assert!(Instant::now() < deadline, "serve never had the node's series");
+        assert!(
+            Instant::now() < deadline,
+            "serve never had the node's series"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     Setup {
@@ -115,12 +122,18 @@ fn metrics_in_both_formats_with_a_node_label() {
     let s = setup("metrics");
     let (st, ct, body) = get(&format!("{}/metrics", s.base), &[]);
     assert_eq!((st, ct.as_str()), (200, "text/plain"));
-    assert!(body.contains("# TYPE nexus_obs_demo_ticks_total counter"), "{body}");
+    assert!(
+        body.contains("# TYPE nexus_obs_demo_ticks_total counter"),
+        "{body}"
+    );
     let line = body
         .lines()
         .find(|l| l.starts_with("nexus_obs_demo_ticks_total{"))
         .unwrap();
-    assert!(line.starts_with("nexus_obs_demo_ticks_total{node=\"node-a\",app=\"demo\""), "{line}");
+    assert!(
+        line.starts_with("nexus_obs_demo_ticks_total{node=\"node-a\",app=\"demo\""),
+        "{line}"
+    );
     assert!(body.contains("nexus_obs_node_up{node=\"node-a\"} 1"));
     assert!(body.contains("nexus_obs_node_up{node=\"node-b\"} 0"));
     assert!(!body.contains("# EOF"));
@@ -141,8 +154,14 @@ fn logs_need_a_token_and_see_only_what_it_may_read() {
     let s = setup("logs");
     let url = format!("{}/v1/logs?tail=5&node=node-a", s.base);
     assert_eq!(get(&url, &[]).0, 401);
-    assert_eq!(get(&url, &[("Authorization", "Bearer nope-nope-nope")]).0, 401);
-    assert_eq!(get(&url, &[("Authorization", "Bearer b-only-reader")]).0, 403);
+    assert_eq!(
+        get(&url, &[("Authorization", "Bearer nope-nope-nope")]).0,
+        401
+    );
+    assert_eq!(
+        get(&url, &[("Authorization", "Bearer b-only-reader")]).0,
+        403
+    );
     let (st, ct, body) = get(&url, &[("Authorization", "Bearer all-reader-1")]);
     assert_eq!((st, ct.as_str()), (200, "application/json"));
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -236,7 +255,10 @@ fn test_reject_hostile_requests_and_keep_serving() {
         "a".repeat(20_000)
     );
     let r = raw(big.as_bytes());
-    assert!(r.starts_with("HTTP/1.1 431") || r.starts_with("HTTP/1.1 400"), "{r}");
+    assert!(
+        r.starts_with("HTTP/1.1 431") || r.starts_with("HTTP/1.1 400"),
+        "{r}"
+    );
     let body = "x".repeat(10_000);
     let post = format!(
         "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
