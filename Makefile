@@ -7,16 +7,21 @@ NO_STD_CRATES := -p nexus-wire -p nexus-bounds -p nexus-ipc -p nexus-svc -p nexu
 KERNEL = $(shell scripts/target-dir.sh)/$(RISCV_TARGET)/release/nexus-kernel
 RUN_IMG := out/run.img
 
-.PHONY: run demo test deps qemu-deps alerts-deps alerts-test prometheus-test fmt-check clippy host-test riscv harness-test qemu-test bench bench-scale
+.PHONY: run console demo test deps qemu-deps alerts-deps alerts-test prometheus-test fmt-check clippy host-test riscv harness-test qemu-test bench bench-scale
 
-## Runs the system: boots the RISC-V image under QEMU on a persistent disk
-## (out/run.img) and shows the console. Run it twice: the second boot
-## restores the first boot's records.
+## Runs the system: boots a node under QEMU (profile "watch", persistent
+## disk out/run.img) and watches it from the host with nexus-obs: doctor,
+## metrics, traces, then its logs as they arrive. `make console` shows the
+## raw guest console of the "single" profile instead.
 run: deps qemu-deps
+	scripts/run.sh
+
+## The raw guest console: the "single" profile's selftests on out/console.img.
+console: deps qemu-deps
 	cargo build --release --target $(RISCV_TARGET) -p nexus-kernel
-	@mkdir -p out; [ -f $(RUN_IMG) ] || truncate -s 8M $(RUN_IMG)
+	@mkdir -p out; [ -f out/console.img ] || truncate -s 8M out/console.img
 	qemu-system-riscv64 -machine virt -cpu rv64 -smp 1 -m 128M -nographic -bios default -icount shift=1,align=off,sleep=off \
-		-kernel $(KERNEL) -drive file=$(RUN_IMG),if=none,format=raw,id=hd0 \
+		-kernel $(KERNEL) -drive file=out/console.img,if=none,format=raw,id=hd0 \
 		-device virtio-blk-device,drive=hd0 -global virtio-mmio.force-legacy=false \
 		-monitor none -serial stdio </dev/null
 

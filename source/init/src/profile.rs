@@ -11,8 +11,9 @@ use core::fmt;
 use serde::Deserialize;
 
 /// The profiles built into the image, by name.
-pub const BUILTIN: [(&str, &str); 3] = [
+pub const BUILTIN: [(&str, &str); 4] = [
     ("single", include_str!("../../../recipes/boot/single.toml")),
+    ("watch", include_str!("../../../recipes/boot/watch.toml")),
     ("pair", include_str!("../../../recipes/boot/pair.toml")),
     ("bus", include_str!("../../../recipes/boot/bus.toml")),
 ];
@@ -121,6 +122,10 @@ pub struct ServiceSpec {
     /// Services it sends to, by name.
     #[serde(default)]
     pub links: Vec<String>,
+    /// traced only: the busd peer name of the node (or host) that
+    /// collects cross-node traces, instead of traced.toml's `collector`.
+    #[serde(default)]
+    pub trace_collector: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -128,6 +133,8 @@ pub struct ServiceSpec {
 struct SelftestSpec {
     #[serde(default)]
     phases: Vec<String>,
+    #[serde(default)]
+    then_serve: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -157,6 +164,9 @@ pub struct Profile {
     pub services: Vec<ServiceSpec>,
     /// Selftest phases, in order.
     pub phases: Vec<Phase>,
+    /// After the phases the node keeps serving until it is stopped (a
+    /// node to watch), instead of ending the run.
+    pub then_serve: bool,
 }
 
 /// Why a profile was refused.
@@ -294,6 +304,7 @@ impl Profile {
             regions: raw.regions,
             services: raw.services,
             phases,
+            then_serve: raw.selftest.then_serve,
         })
     }
 }

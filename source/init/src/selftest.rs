@@ -65,6 +65,14 @@ pub fn node_id(key: Option<&DeviceKey>) -> u64 {
     key.map_or(SINGLE_NODE_ID, |k| IdSeed::node_from_key(&k.public()))
 }
 
+/// The node id traced stamps on spans that arrive over IPC: with a device
+/// key its bus id as a number (what busd prints), else [`SINGLE_NODE_ID`].
+pub fn traced_node(key: Option<&DeviceKey>) -> u64 {
+    key.map_or(SINGLE_NODE_ID, |k| {
+        traced::remote::node_of(nexus_bus::DeviceId(k.id().to_bytes()))
+    })
+}
+
 /// A phase that failed, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PhaseFailure {
@@ -232,7 +240,7 @@ where
                     platform,
                     id(phase, "traced")?,
                     id(phase, crate::trace_phase::ENDPOINT)?,
-                    node_id,
+                    (node_id, traced_node(device.as_ref())),
                     u64::from(started.boot),
                 )
                 .map_err(fail)?;

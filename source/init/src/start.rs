@@ -387,9 +387,7 @@ fn start_service<C: Clock + 'static, D: BlockDevice + 'static, N: Network + Clon
             let key = started
                 .device_secret
                 .map(dsoftbus::identity::DeviceKey::from_secret);
-            let me = key.as_ref().map_or(crate::selftest::SINGLE_NODE_ID, |k| {
-                traced::remote::node_of(nexus_bus::DeviceId(k.id().to_bytes()))
-            });
+            let me = crate::selftest::traced_node(key.as_ref());
             let cfg = traced::Config::from_toml(traced::config::RECIPE)
                 .map_err(|e| cfg_err(format!("{e}")))?;
             let frame = node.router_config().max_frame_bytes;
@@ -404,16 +402,14 @@ fn start_service<C: Clock + 'static, D: BlockDevice + 'static, N: Network + Clon
             let busd = node
                 .lookup("busd")
                 .filter(|_| spec.links.iter().any(|l| l == "busd"));
-            if let (Some(busd), Some(k), false) = (busd, key.as_ref(), cfg.collector.is_empty()) {
+            let collector = spec.trace_collector.as_ref().unwrap_or(&cfg.collector);
+            if let (Some(busd), Some(k), false) = (busd, key.as_ref(), collector.is_empty()) {
                 let peers = busd::Config::builtin()
                     .and_then(|b| b.peers())
                     .map_err(|e| cfg_err(format!("{e}")))?;
-                let p = peers
-                    .iter()
-                    .find(|p| p.name == cfg.collector)
-                    .ok_or_else(|| {
-                        cfg_err(format!("collector '{}' is not a busd peer", cfg.collector))
-                    })?;
+                let p = peers.iter().find(|p| p.name == *collector).ok_or_else(|| {
+                    cfg_err(format!("collector '{collector}' is not a busd peer"))
+                })?;
                 if p.id == k.id() {
                     node.console("init: traced collects obs.traces");
                     svc = svc.collecting(busd);

@@ -29,7 +29,7 @@ pub fn run<C: Clock + Clone, P: Platform>(
     platform: &P,
     traced: ServiceId,
     me: ServiceId,
-    node_id: u64,
+    (node_id, stamped): (u64, u64),
     boot: u64,
 ) -> Result<(), String> {
     // The app side as a service would set it up: finished spans go to a
@@ -110,7 +110,7 @@ pub fn run<C: Clock + Clone, P: Platform>(
             .ok_or_else(|| format!("span {id} ({name}) missing from {line}"))?;
         let ok = field(s, "parent_span_id") == parent
             && field(s, "name") == name
-            && field(s, "node") == hex(node_id).as_str()
+            && field(s, "node") == hex(stamped).as_str()
             && field(s, "service") == u64::from(me.get());
         if !ok {
             return Err(format!("span {s} is not {id} ({name}) under {parent}"));

@@ -123,6 +123,15 @@ pub fn kmain(hart: usize, dtb_addr: usize) -> ! {
     // Let the services finish (and flush) whatever is still queued.
     rt.settle(10_000);
     match result {
+        Ok(()) if profile.then_serve => {
+            console::line("SELFTEST: end");
+            // A node to watch: the services keep running until QEMU is
+            // stopped (`make run`).
+            console::line("init: serving until stopped");
+            loop {
+                p.wait_until(u64::MAX / 4, &mut || false);
+            }
+        }
         Ok(()) => {
             console::line("SELFTEST: end");
             arch::exit(0)

@@ -399,7 +399,13 @@ fn logs(
     if let Some(g) = &f.grep {
         all.retain(|l| l.contains(g));
     }
-    all.sort_by_key(|l| (nexus_obs::time::record_ns(&l.record).unwrap_or(0), l.id()));
+    // One node: its ids are its order (they keep growing across boots,
+    // its clock does not). Several: by timestamp, then id.
+    if nodes.len() == 1 {
+        all.sort_by_key(LogLine::id);
+    } else {
+        all.sort_by_key(|l| (nexus_obs::time::record_ns(&l.record).unwrap_or(0), l.id()));
+    }
     if let Some(n) = tail {
         let skip = all.len().saturating_sub(n);
         all.drain(..skip);

@@ -387,9 +387,12 @@ fn a_reader_that_stops_holds_the_writer_back_with_bounded_memory() {
 fn the_built_in_recipe_parses_and_lists_both_test_nodes() {
     let cfg = busd::Config::builtin().unwrap();
     let peers = cfg.peers().unwrap();
-    assert_eq!(peers.len(), 2);
+    assert_eq!(peers.len(), 3);
     assert_eq!(peers[0].id.to_string(), "5863cd012c8f24a0");
     assert_eq!(peers[1].id.to_string(), "b5e855b54602aa2d");
+    // The host's nexus-obs: its test key is the cluster file's.
+    assert_eq!(peers[2].name, "host");
+    assert_eq!(peers[2].id.to_string(), "0ed7a8c4bd3e5fb8");
     for bad in ["listen_port = 1", "[limits]\nmax_listeners = 0"] {
         assert!(busd::Config::parse(bad).is_err());
     }
