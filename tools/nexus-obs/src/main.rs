@@ -502,6 +502,15 @@ fn traces(
     }
 }
 
+/// The largest error bound of a node's measured clock offset doctor
+/// accepts: spans are aligned only as well as this.
+const MAX_CLOCK_ERROR_NS: u64 = 100_000_000;
+
+fn signed_ns(ns: i64) -> String {
+    let sign = if ns < 0 { "-" } else { "+" };
+    format!("{sign}{}", render::human_ns(ns.unsigned_abs()))
+}
+
 /// One check: what, verdict, detail.
 struct Check {
     what: String,
@@ -632,13 +641,39 @@ fn doctor(cluster: Cluster, wait: Duration) -> Result<ExitCode, String> {
             t.correlator.spans_dropped_full
         ),
     });
-    checks.push(Check {
-        what: String::from("host: clock offsets"),
-        verdict: Verdict::Warn,
-        detail: String::from(
-            "not checked: the host's traced does not report its per-node offsets yet",
-        ),
-    });
+    let offsets = v.offsets()?;
+    for n in &nodes {
+        let node = traced::remote::node_of(n.id);
+        let (verdict, detail) = match offsets.iter().find(|o| o.node == node) {
+            None => (
+                Verdict::Warn,
+                String::from("not measured: the node's traced is not forwarding to the host"),
+            ),
+            Some(o) if o.error_ns > MAX_CLOCK_ERROR_NS => (
+                Verdict::Fail,
+                format!(
+                    "offset {} ± {}: the error bound is over {}",
+                    signed_ns(o.offset_ns),
+                    render::human_ns(o.error_ns),
+                    render::human_ns(MAX_CLOCK_ERROR_NS)
+                ),
+            ),
+            Some(o) => (
+                Verdict::Ok,
+                format!(
+                    "offset {} ± {} (round trip {})",
+                    signed_ns(o.offset_ns),
+                    render::human_ns(o.error_ns),
+                    render::human_ns(o.rtt_ns)
+                ),
+            ),
+        };
+        checks.push(Check {
+            what: format!("{}: clock offset", n.name),
+            verdict,
+            detail,
+        });
+    }
     let color = std::io::stdout().is_terminal();
     let mut out = anstream::stdout();
     for c in &checks {

@@ -197,6 +197,14 @@ impl Viewer {
         }
     }
 
+    /// The clock offsets the host's traced measured, per forwarding node.
+    pub fn offsets(&mut self) -> QueryResult<Vec<tproto::PeerOffset>> {
+        match self.ask_traced(&TRequest::Offsets)? {
+            TReply::Offsets(list) => Ok(list),
+            other => Err(format!("unexpected answer {other:?}")),
+        }
+    }
+
     /// busd's view of the peers (session up, sessions so far).
     pub fn peers(&mut self) -> QueryResult<Vec<PeerInfo>> {
         let ep = self

@@ -7,6 +7,8 @@
 //! TRACE   op 2            trace u128
 //! RECENT  op 3            max u8 (1..=MAX_RECENT)
 //! STATS   op 4            (empty)
+//! OFFSETS op 5            (empty): the clock offsets of the forwarders
+//!                         this collector measured
 //! reply   op | 0x80 | nonce, status u8, then for ok:
 //!         SPANS   added u8 (never sent: SPANS is one-way)
 //!         TRACE   line str_u32 (the trace's JSONL line, without `\n`)
@@ -15,6 +17,9 @@
 //!         STATS   10 × u64: the correlator's 7 counters, batches, spans
 //!                 received, recent evicted, then the reject counters:
 //!                 the six of `Rejects` in status order, then `unavailable`
+//!         OFFSETS count u8 (≤ 8) | count × (node u64 | offset_ns i64
+//!                 | error_ns u64 | rtt_ns u64); `unavailable` on a
+//!                 traced that does not collect
 //! ```
 //!
 //! A frame is at most [`MAX_FRAME`] bytes. The span's node and service are
@@ -52,6 +57,8 @@ nexus_wire::byte_enum! {
         Recent = 3 => "recent",
         /// Counters.
         Stats = 4 => "stats",
+        /// The forwarders' clock offsets (a collecting traced).
+        Offsets = 5 => "offsets",
     }
 }
 
@@ -66,6 +73,24 @@ pub enum Request {
     Recent(u8),
     /// STATS.
     Stats,
+    /// OFFSETS.
+    Offsets,
+}
+
+/// Forwarders listed in an OFFSETS reply at most.
+pub const MAX_OFFSETS: usize = 8;
+
+/// One forwarder's clock, as the collector measured it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerOffset {
+    /// The forwarder's node (its bus device as a number).
+    pub node: u64,
+    /// Its clock minus the collector's, in ns (best exchange).
+    pub offset_ns: i64,
+    /// The true offset is within `offset_ns ± error_ns`.
+    pub error_ns: u64,
+    /// The best exchange's round trip.
+    pub rtt_ns: u64,
 }
 
 /// One line of a RECENT reply.
@@ -109,6 +134,8 @@ pub enum Reply {
     Recent(Vec<TraceSummary>),
     /// STATS.
     Stats(TracedStats),
+    /// OFFSETS.
+    Offsets(Vec<PeerOffset>),
     /// Refused.
     Rejected(Status),
 }
@@ -159,6 +186,7 @@ pub fn decode_request(frame: &[u8]) -> Result<(Header, Request), Refusal> {
             Request::Recent(max)
         }
         Op::Stats => Request::Stats,
+        Op::Offsets => Request::Offsets,
     };
     r.finish().map_err(|_| bad(Status::Malformed))?;
     Ok((h, req))
@@ -172,6 +200,7 @@ pub fn encode_request(nonce: u64, req: &Request) -> Result<Vec<u8>, WireError> {
         Request::Trace(_) => Op::Trace,
         Request::Recent(_) => Op::Recent,
         Request::Stats => Op::Stats,
+        Request::Offsets => Op::Offsets,
     };
     let mut out = Vec::with_capacity(128);
     let mut w = Writer::bounded(&mut out, MAX_FRAME);
@@ -195,7 +224,7 @@ pub fn encode_request(nonce: u64, req: &Request) -> Result<Vec<u8>, WireError> {
         Request::Recent(max) => {
             w.u8(*max);
         }
-        Request::Stats => {}
+        Request::Stats | Request::Offsets => {}
     }
     w.finish()?;
     Ok(out)
@@ -311,6 +340,13 @@ pub fn encode_reply(req: &Header, reply: &Reply) -> Vec<u8> {
             s.rejects.emit(&mut w);
             w.u64(s.rejects.unavailable);
         }
+        Reply::Offsets(list) => {
+            let n = list.len().min(MAX_OFFSETS);
+            w.u8(Status::Ok.as_u8()).count_u8(n);
+            for o in list.iter().take(n) {
+                w.u64(o.node).i64(o.offset_ns).u64(o.error_ns).u64(o.rtt_ns);
+            }
+        }
     }
     // Fixed fields and capped lists: cannot pass a bound.
     let _ = w.finish();
@@ -345,6 +381,22 @@ pub fn decode_reply(frame: &[u8]) -> Result<(Header, Reply), WireError> {
                     });
                 }
                 Reply::Recent(list)
+            }
+            Op::Offsets => {
+                let n = r.u8()?;
+                if usize::from(n) > MAX_OFFSETS {
+                    return Err(WireError::BadValue);
+                }
+                let mut list = Vec::with_capacity(usize::from(n));
+                for _ in 0..n {
+                    list.push(PeerOffset {
+                        node: r.u64()?,
+                        offset_ns: r.i64()?,
+                        error_ns: r.u64()?,
+                        rtt_ns: r.u64()?,
+                    });
+                }
+                Reply::Offsets(list)
             }
             Op::Stats => {
                 let mut a = [0u64; 10];

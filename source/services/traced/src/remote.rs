@@ -466,6 +466,21 @@ impl TraceCollector {
         self.peers.iter().position(|p| p.handle == h)
     }
 
+    /// Every connected forwarder with a clock estimate.
+    pub fn offsets(&self) -> Vec<crate::proto::PeerOffset> {
+        self.peers
+            .iter()
+            .filter_map(|p| {
+                p.estimator.best().map(|e| crate::proto::PeerOffset {
+                    node: node_of(p.peer),
+                    offset_ns: e.offset_ns,
+                    error_ns: e.error_ns,
+                    rtt_ns: e.rtt_ns,
+                })
+            })
+            .collect()
+    }
+
     fn drop_peer(&mut self, cx: &mut Ctx<'_>, i: usize, why: Option<&str>) {
         if i >= self.peers.len() {
             return;

@@ -198,6 +198,9 @@ impl Traced {
                     .collect(),
             ),
             Request::Stats => Reply::Stats(self.stats()),
+            // Only a collecting service knows offsets (it answers before
+            // the core is asked).
+            Request::Offsets => Reply::Rejected(Status::Unavailable),
         };
         answer(&mut self.rejects, &h, oneway, &reply)
     }

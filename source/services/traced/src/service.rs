@@ -130,6 +130,20 @@ impl Service for TracedService {
         if taken {
             return;
         }
+        // OFFSETS (header byte 3 is the op) is the collector's to answer.
+        if let (Remote::Collect(c), Some(&op)) = (&self.remote, frame.get(3)) {
+            if op == crate::proto::Op::Offsets.as_u8() {
+                if let Ok((h, crate::proto::Request::Offsets)) = crate::proto::decode_request(frame)
+                {
+                    let reply =
+                        crate::proto::encode_reply(&h, &crate::proto::Reply::Offsets(c.offsets()));
+                    if cx.send(sender, &reply).is_err() {
+                        self.replies_dropped += 1;
+                    }
+                    return;
+                }
+            }
+        }
         if let (Some(f), Some(logd)) = (self.follower.as_mut(), cx.link("logd")) {
             if sender == logd && frame.starts_with(&nexus_log::proto::MAGIC) {
                 let mut spans = Vec::new();

@@ -236,6 +236,25 @@ fn a_span_on_b_lands_in_as_trace_under_its_parent_with_aligned_times() {
     );
     ta.wait_line("traced: cross-node ok");
     assert!(!tb.lines().iter().any(|l| l == "traced: cross-node ok"));
+
+    // OFFSETS: the collector reports B's clock; a forwarder has none.
+    let f = proto::encode_request(900, &Request::Offsets).unwrap();
+    q.send(ta.id, &f).unwrap();
+    let r = q.recv_timeout(1_000_000_000).unwrap();
+    let Ok((_, Reply::Offsets(list))) = proto::decode_reply(&r.bytes) else {
+        panic!("OFFSETS answered {:?}", proto::decode_reply(&r.bytes));
+    };
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].node, node_of(id_b));
+    assert!(list[0].offset_ns.abs_diff(SKEW_NS as i64) <= list[0].error_ns);
+    assert!(list[0].error_ns <= list[0].rtt_ns.div_ceil(2) + 1);
+    let mut qb = b.bus.endpoint("query-b").unwrap();
+    qb.send(tb.id, &f).unwrap();
+    let r = qb.recv_timeout(1_000_000_000).unwrap();
+    assert!(matches!(
+        proto::decode_reply(&r.bytes),
+        Ok((_, Reply::Rejected(nexus_wire::Status::Unavailable)))
+    ));
 }
 
 /// A service on B that is not traced opens `obs.traces` to A and sends
