@@ -52,8 +52,16 @@ struct RawToken {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawOtlp {
+    endpoint: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawCluster {
     host: RawHost,
+    #[serde(default)]
+    otlp: Option<RawOtlp>,
     #[serde(rename = "node", default)]
     nodes: Vec<RawNode>,
     #[serde(rename = "token", default)]
@@ -148,6 +156,9 @@ pub struct Cluster {
     pub nodes: Vec<NodeEntry>,
     /// `serve`'s tokens.
     pub tokens: Vec<Token>,
+    /// Where completed traces are exported over OTLP/HTTP (JSON), when the
+    /// file has an `[otlp]` table (off otherwise).
+    pub otlp: Option<traced::config::OtlpConfig>,
 }
 
 fn hex32(what: &str, s: &str) -> Result<[u8; 32], ConfigError> {
@@ -223,10 +234,28 @@ impl Cluster {
                 read,
             });
         }
+        let otlp = match raw.otlp {
+            None => None,
+            Some(o) => {
+                if !o.endpoint.starts_with("http://127.0.0.1:")
+                    && !o.endpoint.starts_with("http://localhost:")
+                {
+                    return Err(ConfigError(String::from(
+                        "otlp.endpoint: only http://127.0.0.1:PORT/... (or localhost) is allowed",
+                    )));
+                }
+                Some(traced::config::OtlpConfig {
+                    enabled: true,
+                    endpoint: o.endpoint,
+                    ..traced::config::OtlpConfig::default()
+                })
+            }
+        };
         Ok(Cluster {
             host,
             nodes,
             tokens,
+            otlp,
         })
     }
 

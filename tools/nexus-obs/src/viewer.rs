@@ -89,8 +89,20 @@ impl Viewer {
         let tcfg = traced::Config::from_toml(traced::config::RECIPE)
             .map_err(|e| format!("traced: {e}"))?;
         let node = traced::remote::node_of(cluster.host_id());
-        let svc = traced::TracedService::new(traced::Traced::new(tcfg, node)).collecting(busd);
-        threads.spawn(traced_ep, svc, InMemory, links);
+        let mut svc =
+            traced::TracedService::new(traced::Traced::new(tcfg.clone(), node)).collecting(busd);
+        match &cluster.otlp {
+            Some(otlp) => {
+                // Completed traces also go to the OTLP endpoint (on the
+                // store's own thread, behind a bounded queue).
+                svc.traced.export_completed(tcfg.store_queue);
+                let store = traced::host::HostStore::none()
+                    .with_otlp(otlp)
+                    .map_err(|e| format!("otlp: {e}"))?;
+                threads.spawn(traced_ep, svc, store, links);
+            }
+            None => threads.spawn(traced_ep, svc, InMemory, links),
+        }
         Ok(Viewer {
             cluster,
             bus,

@@ -45,8 +45,12 @@ impl Drop for Setup {
 }
 
 fn setup(tag: &str) -> Setup {
+    setup_with(tag, "")
+}
+
+fn setup_with(tag: &str, extra: &str) -> Setup {
     let (h, a, b, http) = (free_port(), free_port(), free_port(), free_port());
-    let text = format!(
+    let mut text = format!(
         "[host]\nname = \"host\"\nsecret = \"{}\"\nport = {h}\n\
          [[node]]\nname = \"node-a\"\nsecret = \"{}\"\nport = {a}\n\
          [[node]]\nname = \"node-b\"\nkey = \"{}\"\nport = {b}\n\
@@ -58,6 +62,7 @@ fn setup(tag: &str) -> Setup {
         // node-b: a public key only (watched, never run here).
         "db48257e1237976a74ad8cfedca00213408fe89ac6251f1b930245f242b5c31a"
     );
+    text.push_str(extra);
     let path =
         std::env::temp_dir().join(format!("nexus-obs-serve-{}-{tag}.toml", std::process::id()));
     std::fs::write(&path, text).unwrap();
@@ -278,4 +283,62 @@ fn test_reject_hostile_requests_and_keep_serving() {
     assert_eq!(get(&format!("{}/nope", s.base), &[]).0, 404);
     // Still serving.
     assert_eq!(get(&format!("{}/healthz", s.base), &[]).0, 200);
+}
+
+#[test]
+fn completed_traces_go_to_an_otlp_endpoint_when_configured() {
+    // The OTLP/HTTP endpoint: records every body, answers 200.
+    let server = std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+    let addr = server.server_addr().to_ip().unwrap();
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
+    let http = {
+        let (server, bodies) = (server.clone(), bodies.clone());
+        std::thread::spawn(move || {
+            for mut req in server.incoming_requests() {
+                let mut body = Vec::new();
+                req.as_reader().read_to_end(&mut body).unwrap();
+                bodies.lock().unwrap().push(body);
+                req.respond(tiny_http::Response::from_string("{}")).unwrap();
+            }
+        })
+    };
+    let s = setup_with(
+        "otlp",
+        &format!("[otlp]\nendpoint = \"http://{addr}/v1/traces\"\n"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let spans = loop {
+        let spans: Vec<_> = bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                serde_json::from_slice::<
+                    opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+                >(b)
+                .unwrap()
+            })
+            .flat_map(|r| r.resource_spans)
+            .flat_map(|r| r.scope_spans)
+            .flat_map(|s| s.spans)
+            .collect();
+        if spans.iter().any(|s| s.name == "demo.work") || Instant::now() > deadline {
+            break spans;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let work = spans
+        .iter()
+        .find(|s| s.name == "demo.work")
+        .expect("demo.work exported");
+    let tick = spans
+        .iter()
+        .find(|s| s.name == "demo.tick" && s.trace_id == work.trace_id)
+        .expect("its parent exported with it");
+    assert_eq!(work.parent_span_id, tick.span_id);
+    // Wall-clock times (a host node): after 2020.
+    assert!(tick.start_time_unix_nano > 1_600_000_000_000_000_000);
+    drop(s);
+    server.unblock();
+    http.join().unwrap();
 }
