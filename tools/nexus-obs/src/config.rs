@@ -54,6 +54,8 @@ struct RawToken {
 #[serde(deny_unknown_fields)]
 struct RawOtlp {
     endpoint: String,
+    #[serde(default)]
+    logs_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +161,10 @@ pub struct Cluster {
     /// Where completed traces are exported over OTLP/HTTP (JSON), when the
     /// file has an `[otlp]` table (off otherwise).
     pub otlp: Option<traced::config::OtlpConfig>,
+    /// Where log records are exported over OTLP/HTTP (JSON) by `serve`:
+    /// `[otlp] logs_endpoint`, else `endpoint` with `/v1/traces` replaced
+    /// by `/v1/logs`.
+    pub otlp_logs: Option<traced::config::OtlpConfig>,
 }
 
 fn hex32(what: &str, s: &str) -> Result<[u8; 32], ConfigError> {
@@ -234,21 +240,31 @@ impl Cluster {
                 read,
             });
         }
-        let otlp = match raw.otlp {
-            None => None,
-            Some(o) => {
-                if !o.endpoint.starts_with("http://127.0.0.1:")
-                    && !o.endpoint.starts_with("http://localhost:")
-                {
-                    return Err(ConfigError(String::from(
-                        "otlp.endpoint: only http://127.0.0.1:PORT/... (or localhost) is allowed",
-                    )));
-                }
-                Some(traced::config::OtlpConfig {
+        let local = |what: &str, e: &str| {
+            if e.starts_with("http://127.0.0.1:") || e.starts_with("http://localhost:") {
+                Ok(traced::config::OtlpConfig {
                     enabled: true,
-                    endpoint: o.endpoint,
+                    endpoint: e.to_string(),
                     ..traced::config::OtlpConfig::default()
                 })
+            } else {
+                Err(ConfigError(format!(
+                    "otlp.{what}: only http://127.0.0.1:PORT/... (or localhost) is allowed"
+                )))
+            }
+        };
+        let (otlp, otlp_logs) = match raw.otlp {
+            None => (None, None),
+            Some(o) => {
+                let logs = match &o.logs_endpoint {
+                    Some(l) => Some(local("logs_endpoint", l)?),
+                    None => o
+                        .endpoint
+                        .strip_suffix("/v1/traces")
+                        .map(|base| local("endpoint", &format!("{base}/v1/logs")))
+                        .transpose()?,
+                };
+                (Some(local("endpoint", &o.endpoint)?), logs)
             }
         };
         Ok(Cluster {
@@ -256,6 +272,7 @@ impl Cluster {
             nodes,
             tokens,
             otlp,
+            otlp_logs,
         })
     }
 

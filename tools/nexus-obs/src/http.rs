@@ -64,13 +64,31 @@ fn error(status: u16, why: &str) -> Answer {
     )
 }
 
-/// Serves until `stop` is set.
+/// Serves until `stop` is set; with `logs`, also exports every node's new
+/// records over OTLP about once a second.
 pub fn serve(
     viewer: &mut Viewer,
     server: &Server,
     stop: &std::sync::atomic::AtomicBool,
+    mut logs: Option<&mut crate::otlp_logs::LogsExport>,
 ) -> Result<(), String> {
+    let nodes = viewer.cluster.nodes.clone();
+    // Per node: the highest record id exported.
+    let mut exported: Vec<u64> = vec![0; nodes.len()];
+    let mut next_export = std::time::Instant::now();
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Some(x) = logs.as_deref_mut() {
+            if std::time::Instant::now() >= next_export {
+                next_export = std::time::Instant::now() + std::time::Duration::from_secs(1);
+                for (n, last) in nodes.iter().zip(exported.iter_mut()) {
+                    let fresh = new_lines(viewer, n, *last);
+                    if let Some(m) = fresh.iter().map(LogLine::id).max() {
+                        *last = m;
+                        x.push(n, &fresh);
+                    }
+                }
+            }
+        }
         let req = match server.recv_timeout(std::time::Duration::from_millis(200)) {
             Ok(Some(r)) => r,
             Ok(None) => continue,
@@ -79,6 +97,34 @@ pub fn serve(
         respond(viewer, req);
     }
     Ok(())
+}
+
+/// Every record of `node` the collector holds with an id above `after`,
+/// oldest first.
+fn new_lines(viewer: &mut Viewer, node: &crate::config::NodeEntry, after: u64) -> Vec<LogLine> {
+    let mut out = Vec::new();
+    let mut token = 0;
+    loop {
+        let Ok((lines, next)) = viewer.logs(LogsQuery {
+            peer: node.id.0,
+            token,
+            max: MAX_TAIL,
+            ..LogsQuery::default()
+        }) else {
+            return out;
+        };
+        out.extend(
+            lines
+                .iter()
+                .filter_map(|l| LogLine::parse(&node.name, l))
+                .filter(|l| l.id() > after),
+        );
+        if next == 0 {
+            out.sort_by_key(LogLine::id);
+            return out;
+        }
+        token = next;
+    }
 }
 
 fn respond(viewer: &mut Viewer, mut req: Request) {

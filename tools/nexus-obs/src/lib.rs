@@ -9,10 +9,12 @@
 //! * [`render`]: log lines, the metrics table, the trace waterfall.
 //! * [`http`]: `serve` (Prometheus/OpenMetrics, logs and traces as JSON).
 //! * [`time`]: `--since` / `--until` values.
+//! * [`otlp_logs`]: the nodes' records as OTLP/HTTP JSON (`serve`).
 
 pub mod config;
 pub mod http;
 pub mod node;
+pub mod otlp_logs;
 pub mod render;
 pub mod time;
 pub mod viewer;

@@ -252,7 +252,20 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     s.store(true, std::sync::atomic::Ordering::Relaxed);
                 });
             }
-            nexus_obs::http::serve(&mut v, &server, &stop)?;
+            let mut logs = match v.cluster.otlp_logs.clone() {
+                Some(cfg) => Some(nexus_obs::otlp_logs::LogsExport::start(&cfg)?),
+                None => None,
+            };
+            nexus_obs::http::serve(&mut v, &server, &stop, logs.as_mut())?;
+            if let Some(l) = logs {
+                let dropped = l.dropped;
+                if let Some(s) = l.finish() {
+                    eprintln!(
+                        "nexus-obs: OTLP logs: {} records exported in {} requests, {} dropped (queue full), {} refused, {} given up",
+                        s.exported_spans, s.exported_requests, dropped, s.dropped_rejected, s.dropped_exhausted
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -291,13 +291,17 @@ fn completed_traces_go_to_an_otlp_endpoint_when_configured() {
     let server = std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
     let addr = server.server_addr().to_ip().unwrap();
     let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
+    let log_bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
     let http = {
-        let (server, bodies) = (server.clone(), bodies.clone());
+        let (server, bodies, log_bodies) = (server.clone(), bodies.clone(), log_bodies.clone());
         std::thread::spawn(move || {
             for mut req in server.incoming_requests() {
                 let mut body = Vec::new();
                 req.as_reader().read_to_end(&mut body).unwrap();
-                bodies.lock().unwrap().push(body);
+                match req.url() {
+                    "/v1/logs" => log_bodies.lock().unwrap().push(body),
+                    _ => bodies.lock().unwrap().push(body),
+                }
                 req.respond(tiny_http::Response::from_string("{}")).unwrap();
             }
         })
@@ -338,6 +342,52 @@ fn completed_traces_go_to_an_otlp_endpoint_when_configured() {
     assert_eq!(work.parent_span_id, tick.span_id);
     // Wall-clock times (a host node): after 2020.
     assert!(tick.start_time_unix_nano > 1_600_000_000_000_000_000);
+
+    // The node's log records, on /v1/logs.
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (resources, records) = loop {
+        let reqs: Vec<ExportLogsServiceRequest> = log_bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| serde_json::from_slice(b).unwrap())
+            .collect();
+        let resources: Vec<_> = reqs
+            .iter()
+            .flat_map(|r| &r.resource_logs)
+            .filter_map(|r| r.resource.clone())
+            .collect();
+        let records: Vec<_> = reqs
+            .into_iter()
+            .flat_map(|r| r.resource_logs)
+            .flat_map(|r| r.scope_logs)
+            .flat_map(|s| s.log_records)
+            .collect();
+        if records.iter().any(|r| !r.trace_id.is_empty()) || Instant::now() > deadline {
+            break (resources, records);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let tick_log = records
+        .iter()
+        .find(|r| !r.trace_id.is_empty())
+        .expect("a demo record exported");
+    assert!(matches!(
+        tick_log.body.as_ref().and_then(|b| b.value.clone()),
+        Some(Any::StringValue(m)) if m == "tick"
+    ));
+    assert!(tick_log.severity_number == 9 || tick_log.severity_number == 13);
+    assert_eq!((tick_log.trace_id.len(), tick_log.span_id.len()), (16, 8));
+    assert!(tick_log.time_unix_nano > 1_600_000_000_000_000_000);
+    assert!(tick_log.attributes.iter().any(|a| a.key == "n"
+        && matches!(
+            a.value.as_ref().and_then(|v| v.value.clone()),
+            Some(Any::IntValue(_))
+        )));
+    assert!(resources.iter().all(|r| r.attributes.iter().any(|a| a.key == "host.name"
+        && matches!(a.value.as_ref().and_then(|v| v.value.clone()), Some(Any::StringValue(n)) if n == "node-a"))));
     drop(s);
     server.unblock();
     http.join().unwrap();

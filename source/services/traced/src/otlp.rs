@@ -522,11 +522,22 @@ impl<S: Sleep> OtlpExporter<S> {
                 return true;
             }
         };
+        self.send_body(&body, n)
+    }
+
+    /// POSTs an already encoded OTLP/HTTP JSON body holding `n` items
+    /// (spans, or log records for a logs endpoint) to the endpoint, with
+    /// the same retry rule and counters (items counted as spans); false if
+    /// its attempts ran out. Nothing is sent when the exporter is disabled.
+    pub fn send_body(&mut self, body: &[u8], n: u64) -> bool {
+        if !self.cfg.enabled {
+            return true;
+        }
         let max_backoff = self.cfg.max_backoff_ms;
         let mut backoff = self.cfg.initial_backoff_ms.min(max_backoff);
         let mut attempt: u32 = 1;
         loop {
-            match self.post(&body) {
+            match self.post(body) {
                 Verdict::Accepted => {
                     self.stats.exported_spans += n;
                     self.stats.exported_requests += 1;
