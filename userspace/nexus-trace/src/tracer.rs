@@ -220,7 +220,6 @@ struct Inner<C, S> {
     ids: IdGenerator,
     cfg: TracerConfig,
     sampler: Sampler,
-    started: AtomicU64,
     ended: AtomicU64,
     attrs_dropped: AtomicU64,
     unsampled: AtomicU64,
@@ -266,7 +265,6 @@ impl<C: Clock, S: SpanSink> Tracer<C, S> {
                 ids,
                 cfg,
                 sampler,
-                started: AtomicU64::new(0),
                 ended: AtomicU64::new(0),
                 attrs_dropped: AtomicU64::new(0),
                 unsampled: AtomicU64::new(0),
@@ -335,9 +333,12 @@ impl<C: Clock, S: SpanSink> Tracer<C, S> {
         &self.inner.sampler
     }
 
-    /// The id generator (to mint ids outside spans).
-    pub fn ids(&self) -> &IdGenerator {
-        &self.inner.ids
+    /// The boot tag of the tracer's id generator (the high half of every
+    /// trace id it mints). The generator itself is not lent out: every id
+    /// it mints is a span of this tracer, which is how spans started are
+    /// counted without a counter of their own.
+    pub fn boot_tag(&self) -> u64 {
+        self.inner.ids.boot_tag()
     }
 
     /// The clock.
@@ -358,7 +359,12 @@ impl<C: Clock, S: SpanSink> Tracer<C, S> {
     /// Counters so far.
     pub fn stats(&self) -> TracerStats {
         TracerStats {
-            spans_started: self.inner.started.load(Ordering::Relaxed),
+            // Every span minted one span id; the unsampled ones are counted.
+            spans_started: self
+                .inner
+                .ids
+                .spans_minted()
+                .saturating_sub(self.inner.unsampled.load(Ordering::Relaxed)),
             spans_ended: self.inner.ended.load(Ordering::Relaxed),
             attrs_dropped: self.inner.attrs_dropped.load(Ordering::Relaxed),
             spans_unsampled: self.inner.unsampled.load(Ordering::Relaxed),
@@ -424,7 +430,6 @@ impl<C: Clock, S: SpanSink> SpanGuard<C, S> {
                 start_ns,
                 name,
             });
-            inner.started.fetch_add(1, Ordering::Relaxed);
         } else {
             inner.unsampled.fetch_add(1, Ordering::Relaxed);
         }

@@ -149,7 +149,7 @@ fn roots_get_new_traces_with_the_generators_tag() {
     let a = t.span("a");
     let b = t.span("b");
     assert_ne!(a.trace(), b.trace());
-    assert_eq!((a.trace().get() >> 64) as u64, t.ids().boot_tag());
+    assert_eq!((a.trace().get() >> 64) as u64, t.boot_tag());
     assert!(a.context().is_sampled());
     assert_eq!(a.context().flags, TraceFlags::SAMPLED);
 }
