@@ -78,7 +78,7 @@ impl Phase {
             Phase::Metrics => &["logd", "metricsd"],
             Phase::Bus => &["busd"],
             Phase::Obs => &["logd", "metricsd", "busd", "obsscraped"],
-            Phase::Trace => &["traced"],
+            Phase::Trace => &["traced", "metricsd", "logd"],
             Phase::MuxTrace => &["busd", "traced"],
             Phase::Pair => &[],
         }
@@ -93,7 +93,7 @@ impl Phase {
             // busd's control role (`recipes/observability/busd.toml`).
             Phase::Bus => &["selftest"],
             Phase::Obs => &["selftest", "selftest-metrics", "selftest-obs"],
-            Phase::Trace => &["selftest-trace"],
+            Phase::Trace => &["selftest-trace", "selftest-trace-metrics"],
             Phase::MuxTrace => &["selftest", "selftest-trace"],
             Phase::Pair => &[],
         }

@@ -245,6 +245,16 @@ where
                 )
                 .map_err(fail)?;
                 node.console("SELFTEST: trace local ok");
+                crate::trace_phase::run_fallback(
+                    node,
+                    platform,
+                    (id(phase, "traced")?, id(phase, "metricsd")?),
+                    id(phase, crate::trace_phase::METRICS_ENDPOINT)?,
+                    (node_id, traced_node(device.as_ref())),
+                    started.boot,
+                )
+                .map_err(fail)?;
+                node.console("SELFTEST: trace logd fallback ok");
             }
             Phase::MuxTrace => {
                 let Some(args) = peer.as_ref() else {

@@ -122,3 +122,72 @@ pub fn run<C: Clock + Clone, P: Platform>(
     }
     Ok(())
 }
+
+/// The endpoint the fallback check's metrics client sends from.
+pub const METRICS_ENDPOINT: &str = "selftest-trace-metrics";
+
+/// Evidence for `SELFTEST: trace logd fallback ok`, from this boot: a span
+/// minted now goes only through the nexus-metrics span API (metricsd
+/// writes its span-end record to logd; nothing is sent to traced); traced,
+/// reading logd's records back, answers TRACE for that trace id with
+/// exactly that span, its name, this node's id and, as its service, the
+/// endpoint that owned the span (metricsd's `owner`, from the transport).
+pub fn run_fallback<C: Clock + Clone, P: Platform>(
+    node: &Node<C>,
+    platform: &P,
+    (traced, metricsd): (ServiceId, ServiceId),
+    me: ServiceId,
+    (node_id, stamped): (u64, u64),
+    boot: u32,
+) -> Result<(), String> {
+    let cfg = nexus_metrics::MetricsConfig {
+        node_id,
+        boot,
+        ..nexus_metrics::MetricsConfig::default()
+    };
+    let mut m = nexus_metrics::Metrics::new(node.endpoint(me), metricsd, node.clock().clone(), cfg);
+    let span = m.span("selftest.fallback");
+    let (trace, id) = (span.trace(), span.id());
+    span.end();
+    m.flush_sync()
+        .map_err(|e| format!("span to metricsd: {e}"))?;
+
+    let mut ep = node.endpoint(me);
+    let deadline = platform.now_ns().saturating_add(20_000_000_000);
+    let mut nonce = 0u64;
+    let line = loop {
+        node.settle(1000);
+        nonce += 1;
+        let q = proto::encode_request(nonce, &Request::Trace(trace)).map_err(|e| format!("{e}"))?;
+        ep.send(traced, &q)
+            .map_err(|e| format!("send TRACE: {e:?}"))?;
+        node.settle(1000);
+        if let Some(f) = ep.try_recv() {
+            if let Ok((_, Reply::Trace(line))) = proto::decode_reply(&f.bytes) {
+                break line;
+            }
+        }
+        if platform.now_ns() >= deadline {
+            return Err(format!("traced never held trace {trace} from logd"));
+        }
+        platform.sleep(100_000_000);
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&line).map_err(|e| format!("JSONL line: {e}"))?;
+    let spans = v
+        .get("spans")
+        .and_then(serde_json::Value::as_array)
+        .ok_or("no spans array")?;
+    let ok = spans.len() == 1
+        && spans.iter().all(|s| {
+            s.get("span_id").and_then(serde_json::Value::as_str) == Some(&*format!("{id}"))
+                && s.get("name").and_then(serde_json::Value::as_str) == Some("selftest.fallback")
+                && s.get("node").and_then(serde_json::Value::as_str)
+                    == Some(&*format!("{stamped:016x}"))
+                && s.get("service").and_then(serde_json::Value::as_u64) == Some(u64::from(me.get()))
+        });
+    if !ok {
+        return Err(format!("not span {id} of {me:?} alone: {line}"));
+    }
+    Ok(())
+}

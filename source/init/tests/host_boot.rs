@@ -278,7 +278,8 @@ fn services_start_in_profile_order_with_their_names() {
             "selftest",
             "selftest-flood",
             "selftest-metrics",
-            "selftest-trace"
+            "selftest-trace",
+            "selftest-trace-metrics"
         ]
     );
 }

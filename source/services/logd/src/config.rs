@@ -141,7 +141,11 @@ impl Default for Config {
                 max_count: 256,
                 max_bytes: 48 * 1024,
                 max_scan: 8192,
-                readers: alloc::vec![String::from("logd-reader"), String::from("selftest")],
+                readers: alloc::vec![
+                    String::from("logd-reader"),
+                    String::from("selftest"),
+                    String::from("traced"),
+                ],
             },
             stats: StatsLimits { max_senders: 32 },
         }

@@ -111,8 +111,8 @@ impl Default for OtlpConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogdFallback {
-    /// Read span ends from logd at all (default `false`: spans arrive
-    /// over IPC).
+    /// Read span ends from logd at all (default `true`; it acts only
+    /// where traced is linked to logd and is one of logd's readers).
     pub enabled: bool,
     /// Time between two QUERYs (default 200 ms); a page that stopped at
     /// a bound is followed at once by the next one.
@@ -130,7 +130,7 @@ pub struct LogdFallback {
 impl Default for LogdFallback {
     fn default() -> Self {
         Self {
-            enabled: false,
+            enabled: true,
             poll_interval_ms: 200,
             reply_timeout_ms: 1000,
             page_records: 64,

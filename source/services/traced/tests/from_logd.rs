@@ -329,10 +329,14 @@ fn spans_ended_in_metricsd_come_back_exactly_with_their_owner() {
 }
 
 #[test]
-fn polling_is_off_by_default_paced_and_one_at_a_time() {
-    assert!(!Config::default().logd_fallback.enabled);
+fn polling_is_off_when_disabled_paced_and_one_at_a_time() {
+    // On by default (it acts only where traced is linked to logd).
+    assert!(Config::default().logd_fallback.enabled);
     let mut l = logd();
-    let mut off = follower(Config::default().logd_fallback);
+    let mut off = follower(LogdFallback {
+        enabled: false,
+        ..Config::default().logd_fallback
+    });
     assert_eq!(off.poll(0), None);
     assert_eq!(off.poll(u64::MAX), None);
 
