@@ -102,6 +102,12 @@ impl nexus_trace::Carrier for MapCarrier<'_> {
                 .map(|(_, v)| v.as_str()),
         }
     }
+    fn visit<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a str)) -> bool {
+        for (k, v) in self.0.iter() {
+            f(k, v);
+        }
+        true
+    }
     fn set(&mut self, name: &str, value: &str) {
         // Reuse the value buffer when the header is there already.
         if let Some(v) = self.0.get_mut(name) {

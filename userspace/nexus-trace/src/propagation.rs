@@ -44,6 +44,14 @@ pub trait Carrier {
             f(v);
         }
     }
+    /// Every header once, in order, as (name, value); `false` if the
+    /// carrier cannot list its headers (then extraction looks each name
+    /// up). Extraction in one pass costs no lookup per header it looks
+    /// for: a carrier that can list should.
+    fn visit<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a str)) -> bool {
+        let _ = f;
+        false
+    }
 }
 
 /// A list of headers, repeated names allowed.
@@ -64,6 +72,12 @@ impl Carrier for Vec<(String, String)> {
             }
         }
     }
+    fn visit<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a str)) -> bool {
+        for (k, v) in self {
+            f(k, v);
+        }
+        true
+    }
 }
 
 /// A map of headers (one value per name).
@@ -80,6 +94,12 @@ impl Carrier for BTreeMap<String, String> {
     fn set(&mut self, name: &str, value: &str) {
         self.retain(|k, _| !k.eq_ignore_ascii_case(name));
         self.insert(String::from(name), String::from(value));
+    }
+    fn visit<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a str)) -> bool {
+        for (k, v) in self {
+            f(k, v);
+        }
+        true
     }
 }
 
@@ -109,6 +129,14 @@ mod http_carrier {
                     f(s);
                 }
             }
+        }
+        fn visit<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a str)) -> bool {
+            for (k, v) in self {
+                if let Ok(s) = v.to_str() {
+                    f(k.as_str(), s);
+                }
+            }
+            true
         }
     }
 }
@@ -461,10 +489,26 @@ impl Propagator {
         let mut report = ExtractReport::default();
         let mut tp: Option<&str> = None;
         let mut count = 0usize;
-        carrier.for_each(TRACEPARENT, &mut |v| {
-            count += 1;
-            tp = Some(v);
+        // One pass over a carrier that can list its headers; else a
+        // lookup per name.
+        let mut states: Vec<&str> = Vec::new();
+        let mut bags: Vec<&str> = Vec::new();
+        let listed = carrier.visit(&mut |k, v| {
+            if k.eq_ignore_ascii_case(TRACEPARENT) {
+                count += 1;
+                tp = Some(v);
+            } else if k.eq_ignore_ascii_case(TRACESTATE) {
+                states.push(v);
+            } else if k.eq_ignore_ascii_case(BAGGAGE) {
+                bags.push(v);
+            }
         });
+        if !listed {
+            carrier.for_each(TRACEPARENT, &mut |v| {
+                count += 1;
+                tp = Some(v);
+            });
+        }
         let span = match (count, tp) {
             (0, _) | (_, None) => None,
             (1, Some(v)) => match parse_traceparent(v) {
@@ -480,8 +524,10 @@ impl Propagator {
             }
         };
         let parent = span.map(|span| {
-            let mut values: Vec<&str> = Vec::new();
-            carrier.for_each(TRACESTATE, &mut |v| values.push(v));
+            let mut values = core::mem::take(&mut states);
+            if !listed {
+                carrier.for_each(TRACESTATE, &mut |v| values.push(v));
+            }
             let tracestate = match TraceState::parse_all(values) {
                 Ok(t) => t,
                 Err(e) => {
@@ -491,8 +537,10 @@ impl Propagator {
             };
             TraceContext { span, tracestate }
         });
-        let mut values: Vec<&str> = Vec::new();
-        carrier.for_each(BAGGAGE, &mut |v| values.push(v));
+        let mut values = bags;
+        if !listed {
+            carrier.for_each(BAGGAGE, &mut |v| values.push(v));
+        }
         let (baggage, br) = if values.is_empty() {
             (Baggage::new(self.limits), BaggageReport::default())
         } else {

@@ -510,3 +510,44 @@ proptest::proptest! {
         let _ = parse_traceparent(&format!("{prefix}{tail}"));
     }
 }
+
+/// A carrier that cannot list its headers: extraction looks each name up.
+struct Lookups(Vec<(String, String)>);
+
+impl nexus_trace::Carrier for Lookups {
+    fn get(&self, name: &str) -> Option<&str> {
+        nexus_trace::Carrier::get(&self.0, name)
+    }
+    fn set(&mut self, name: &str, value: &str) {
+        nexus_trace::Carrier::set(&mut self.0, name, value);
+    }
+    fn for_each<'a>(&'a self, name: &str, f: &mut dyn FnMut(&'a str)) {
+        nexus_trace::Carrier::for_each(&self.0, name, f);
+    }
+}
+
+proptest::proptest! {
+    /// One pass over a listing carrier and a lookup per name give the same
+    /// extraction, repeated and mixed-case headers included.
+    #[test]
+    fn listing_and_lookups_extract_the_same(
+        hs in proptest::collection::vec(
+            (proptest::sample::select(vec!["traceparent", "TraceParent", "tracestate", "TRACESTATE", "baggage", "Baggage", "other"]),
+             proptest::sample::select(vec![
+                 "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string(),
+                 "rojo=00f067aa0ba902b7".to_string(),
+                 "congo=t61rcWkgMzE,rojo=1".to_string(),
+                 "k=v,private:x=1".to_string(),
+                 "bad value".to_string(),
+             ])),
+            0..6)
+    ) {
+        let list: Vec<(String, String)> = hs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let p = Propagator::default();
+        for scope in [Scope::Local, Scope::CrossNode] {
+            let a = p.extract_scoped(&list, scope);
+            let b = p.extract_scoped(&Lookups(list.clone()), scope);
+            proptest::prop_assert_eq!(a, b);
+        }
+    }
+}
