@@ -566,7 +566,6 @@ fn doctor(cluster: Cluster, wait: Duration) -> Result<ExitCode, String> {
             // by their own metrics among them.
             let ok = match svc {
                 "metricsd" => !series.is_empty(),
-                "busd" => true, // the session above is busd answering
                 _ => has(&format!("{svc}_")),
             };
             checks.push(Check {
@@ -575,7 +574,6 @@ fn doctor(cluster: Cluster, wait: Duration) -> Result<ExitCode, String> {
                 detail: if ok {
                     match svc {
                         "metricsd" => String::from("it serves the node's series"),
-                        "busd" => String::from("it holds the session"),
                         _ => format!("{svc}'s own metrics arrive"),
                     }
                 } else {

@@ -237,6 +237,16 @@ fn metrics_shows_the_nodes_series() {
     assert_eq!(t["node"], "node-a");
     assert!(t["value"].as_i64().unwrap() > 0);
     assert!(rows.iter().any(|r| r["name"] == "logd_appended_total"));
+    // busd's own series too (metricsd, itself a busd client, once
+    // swallowed busd's registrations as bus frames).
+    let o = until(&c, &["metrics", "--json"], |o| {
+        json_lines(&stdout(o))
+            .iter()
+            .any(|r| r["name"] == "busd_sessions_total")
+    });
+    assert!(json_lines(&stdout(&o))
+        .iter()
+        .any(|r| r["name"] == "busd_sessions_total" && r["node"] == "node-a"));
 }
 
 #[test]

@@ -220,10 +220,12 @@ impl BusAgent {
         self.request(send, &Request::Reset(handle), Pending::Other)
     }
 
-    /// Interprets a frame. `None` if it is not from busd (the service
-    /// handles it itself); otherwise what it meant (possibly nothing).
+    /// Interprets a frame. `None` if it is not busd's protocol from busd
+    /// (the service handles it itself: busd also talks to services in
+    /// theirs, e.g. it registers its own metrics with metricsd); otherwise
+    /// what it meant (possibly nothing).
     pub fn on_frame(&mut self, sender: ServiceId, frame: &[u8]) -> Option<Option<AgentEvent>> {
-        if sender != self.busd {
+        if sender != self.busd || !frame.starts_with(&proto::MAGIC) {
             return None;
         }
         if let Ok((_, e)) = proto::decode_event(frame) {

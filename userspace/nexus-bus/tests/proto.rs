@@ -165,3 +165,25 @@ fn the_agent_forgets_the_oldest_request_when_full_never_refuses_forever() {
     assert_eq!(agent.pending(), MAX_PENDING);
     assert_eq!(agent.forgotten(), 10);
 }
+
+/// busd also speaks other services' protocols to them (it registers its
+/// own metrics with metricsd, which is itself a busd client): the agent
+/// leaves such frames to the service instead of swallowing them.
+#[test]
+fn the_agent_takes_only_busd_protocol_frames_from_busd() {
+    use nexus_bus::BusAgent;
+    let busd = nexus_ipc::ServiceId::new(1);
+    let mut agent = BusAgent::new(busd);
+    // A metricsd REGISTER-like frame from busd: not the agent's.
+    let other = [b'M', b'T', 1, 1, 9, 0, 0, 0, 0, 0, 0, 0, 3];
+    assert_eq!(agent.on_frame(busd, &other), None);
+    // From another service: not the agent's either.
+    assert_eq!(
+        agent.on_frame(nexus_ipc::ServiceId::new(2), b"BS\x01"),
+        None
+    );
+    // busd's protocol, even a reply nobody waits for: the agent's.
+    let stray = [b'B', b'S', 1, 0x81, 7, 0, 0, 0, 0, 0, 0, 0, 0];
+    assert_eq!(agent.on_frame(busd, &stray), Some(None));
+    assert_eq!(agent.unmatched(), 1);
+}
