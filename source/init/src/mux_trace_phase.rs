@@ -19,7 +19,7 @@ use alloc::vec::Vec;
 
 use nexus_bounds::Clock;
 use nexus_bus::proto::BusEvent;
-use nexus_bus::{BusClient, BusError, DeviceId};
+use nexus_bus::{BusClient, DeviceId};
 use nexus_ipc::{Endpoint, ServiceId};
 use nexus_svc::node::Node;
 use nexus_svc::platform::Platform;
@@ -27,10 +27,11 @@ use nexus_trace::{
     Baggage, BaggageLimits, IdGenerator, IdSeed, Propagator, Scope, SpanId, TraceContext, TraceId,
     Tracer, TracerConfig,
 };
-use nexus_wire::Status;
 use traced::client::SpanBatcher;
 use traced::proto::{self, Reply, Request};
 use traced::remote::node_of;
+
+use selftest_client::stream::{berr, open_retrying, read_to_end, send_all, timed_out};
 
 use crate::start::StoreReader;
 
@@ -56,18 +57,6 @@ pub struct Sides {
     pub seed_node: u64,
     /// This boot.
     pub boot: u64,
-}
-
-fn berr(what: &str) -> impl Fn(BusError) -> String + '_ {
-    move |e| format!("{what}: {e}")
-}
-
-fn timed_out<P: Platform>(p: &P, deadline: u64, what: &str) -> Result<(), String> {
-    if p.now_ns() >= deadline {
-        Err(format!("timeout waiting for {what}"))
-    } else {
-        Ok(())
-    }
 }
 
 fn tracer<C: Clock + Clone>(
@@ -105,30 +94,11 @@ pub fn run_a<C: Clock + Clone, P: Platform, E: Endpoint>(
             &mut meta,
         )
         .map_err(|e| format!("context: {e:?}"))?;
-    let h = loop {
-        match bus.open(s.peer, STREAM, Some(&meta)) {
-            Ok(h) => break h,
-            Err(BusError::Rejected(Status::Denied | Status::Unavailable)) => {
-                timed_out(p, deadline, "B's listener")?;
-                let _ = bus.next_event(WAIT_NS);
-            }
-            Err(e) => return Err(format!("open: {e}")),
-        }
-    };
+    let h = open_retrying(p, bus, (s.peer, STREAM), Some(&meta), deadline)?;
     bus.close(h).map_err(berr("close"))?;
     p.console(&format!("runtime: mux trace: stream to {} open", s.peer));
     let mut got = Vec::new();
-    loop {
-        let (fin, data) = bus.recv(h, 64).map_err(berr("recv"))?;
-        got.extend_from_slice(&data);
-        if fin {
-            break;
-        }
-        if data.is_empty() {
-            timed_out(p, deadline, "B's span id")?;
-            let _ = bus.next_event(WAIT_NS);
-        }
-    }
+    read_to_end(p, bus, h, (64, deadline), &mut |d| got.extend_from_slice(d))?;
     let child = <[u8; 8]>::try_from(got.as_slice())
         .ok()
         .and_then(|b| SpanId::new(u64::from_le_bytes(b)))
@@ -289,18 +259,7 @@ pub fn run_b<C: Clock + Clone, P: Platform, E: Endpoint>(
     ep.send(s.traced, &batch)
         .map_err(|e| format!("send SPANS: {e:?}"))?;
     out("SELFTEST: mux trace served");
-    let bytes = id.get().to_le_bytes();
-    let mut off = 0;
-    while off < bytes.len() {
-        let n = bus
-            .send(h, bytes.get(off..).unwrap_or_default())
-            .map_err(berr("send"))?;
-        off += n;
-        if n == 0 {
-            timed_out(p, deadline, "credit")?;
-            let _ = bus.next_event(WAIT_NS);
-        }
-    }
+    send_all(p, bus, h, &id.get().to_le_bytes(), deadline)?;
     bus.close(h).map_err(berr("close"))?;
     Ok(())
 }

@@ -88,6 +88,23 @@ impl core::fmt::Display for PhaseFailure {
     }
 }
 
+/// The one busd client of the two-node phases, made by the first phase
+/// that needs it: events it queued (a peer's next stream) must not be lost
+/// between phases.
+fn shared_bus<E: nexus_ipc::Endpoint>(
+    phase: Phase,
+    slot: &mut Option<BusClient<E>>,
+    make: impl FnOnce() -> Result<BusClient<E>, PhaseFailure>,
+) -> Result<&mut BusClient<E>, PhaseFailure> {
+    if slot.is_none() {
+        *slot = Some(make()?);
+    }
+    slot.as_mut().ok_or_else(|| PhaseFailure {
+        phase,
+        why: String::from("no busd client"),
+    })
+}
+
 /// Runs every phase of `profile` in order; stops at the first failure.
 pub fn run<C, P, N>(
     node: &Node<C>,
@@ -185,16 +202,13 @@ where
                     .device_secret
                     .ok_or_else(|| fail(String::from("busd is not running")))?;
                 let other = bus_peer(secret).map_err(fail)?;
-                // One busd client across phases: events it queued (a peer's
-                // next stream) must not be lost between them.
-                let bus = match bus_client.take() {
-                    Some(b) => bus_client.insert(b),
-                    None => bus_client.insert(BusClient::new(
+                let bus = shared_bus(phase, &mut bus_client, || {
+                    Ok(BusClient::new(
                         node.endpoint(id(phase, "selftest")?),
                         id(phase, "busd")?,
                         REPLY_TIMEOUT_NS,
-                    )),
-                };
+                    ))
+                })?;
                 let result = match args.role {
                     Role::A => {
                         let mut logd = LogdClient::new(
@@ -264,14 +278,13 @@ where
                     .device_secret
                     .ok_or_else(|| fail(String::from("busd is not running")))?;
                 let other = bus_peer(secret).map_err(fail)?;
-                let bus = match bus_client.take() {
-                    Some(b) => bus_client.insert(b),
-                    None => bus_client.insert(BusClient::new(
+                let bus = shared_bus(phase, &mut bus_client, || {
+                    Ok(BusClient::new(
                         node.endpoint(id(phase, "selftest")?),
                         id(phase, "busd")?,
                         REPLY_TIMEOUT_NS,
-                    )),
-                };
+                    ))
+                })?;
                 let sides = crate::mux_trace_phase::Sides {
                     me: nexus_bus::DeviceId(DeviceKey::from_secret(secret).id().to_bytes()),
                     peer: other.id,
@@ -307,14 +320,13 @@ where
                     let secret = started
                         .device_secret
                         .ok_or_else(|| fail(String::from("busd is not running")))?;
-                    let bus = match bus_client.take() {
-                        Some(b) => bus_client.insert(b),
-                        None => bus_client.insert(BusClient::new(
+                    let bus = shared_bus(phase, &mut bus_client, || {
+                        Ok(BusClient::new(
                             node.endpoint(id(phase, "selftest")?),
                             id(phase, "busd")?,
                             REPLY_TIMEOUT_NS,
-                        )),
-                    };
+                        ))
+                    })?;
                     bus_peer(secret).and_then(|peer| {
                         selftest_client::bus::run(platform, args.net, bus, args.role, peer)
                     })

@@ -23,16 +23,16 @@ use dsoftbus::link::{Link, LinkConfig};
 use dsoftbus::policy::Acl;
 use dsoftbus::pump::Pumped;
 use nexus_bus::proto::{BusEvent, Handle};
-use nexus_bus::{BusClient, BusError, DeviceId};
+use nexus_bus::{BusClient, DeviceId};
 use nexus_ipc::Endpoint;
 use nexus_svc::platform::{Network, Platform};
-use nexus_wire::Status;
 
 use crate::pair::Role;
 use crate::pairproto::{
     expected_checksum, parse_stream_reply, stream_reply, ByteStream, Fnv1a64, SEED, STREAM_BYTES,
     STREAM_REPLY_LEN,
 };
+use crate::stream::{berr, open_retrying, read_to_end, send_all, timed_out, EVENT_WAIT_NS};
 
 /// The stream the proof uses.
 const BULK: &str = "selftest.bulk";
@@ -41,7 +41,6 @@ const TRACEPARENT: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b
 /// Guest time for the whole phase.
 const PHASE_TIMEOUT_NS: u64 = 60_000_000_000;
 /// One wait for an event.
-const EVENT_WAIT_NS: u64 = 50_000_000;
 const CHUNK: usize = 16 * 1024;
 /// What A writes on the "done" stream and on the probe stream.
 const DONE: &[u8] = b"done";
@@ -58,10 +57,6 @@ pub struct BusPeer {
     pub ip: [u8; 4],
     /// Its busd's port.
     pub port: u16,
-}
-
-fn berr(what: &str) -> impl Fn(BusError) -> String + '_ {
-    move |e| format!("{what}: {e}")
 }
 
 /// Runs this node's side. `bus` is a busd client with busd's control role.
@@ -81,14 +76,6 @@ pub fn run<P: Platform, N: Network, E: Endpoint>(
     match role {
         Role::A => node_a(p, net, bus, peer, deadline),
         Role::B => node_b(p, bus, peer, deadline),
-    }
-}
-
-fn timed_out<P: Platform>(p: &P, deadline: u64, what: &str) -> Result<(), String> {
-    if p.now_ns() >= deadline {
-        Err(format!("timeout waiting for {what}"))
-    } else {
-        Ok(())
     }
 }
 
@@ -138,68 +125,6 @@ fn wait_incoming<P: Platform, E: Endpoint>(
             }
         }
         timed_out(p, deadline, "an incoming stream")?;
-    }
-}
-
-/// Opens `selftest.bulk`, retrying while the peer has no listener yet.
-fn open<P: Platform, E: Endpoint>(
-    p: &P,
-    bus: &mut BusClient<E>,
-    peer: DeviceId,
-    trace: Option<&[u8]>,
-    deadline: u64,
-) -> Result<Handle, String> {
-    loop {
-        match bus.open(peer, BULK, trace) {
-            Ok(h) => return Ok(h),
-            Err(BusError::Rejected(Status::Denied | Status::Unavailable)) => {
-                timed_out(p, deadline, "the peer's listener")?;
-                let _ = bus.next_event(EVENT_WAIT_NS);
-            }
-            Err(e) => return Err(format!("open: {e}")),
-        }
-    }
-}
-
-/// Writes all of `data`, waiting for credit.
-fn send_all<P: Platform, E: Endpoint>(
-    p: &P,
-    bus: &mut BusClient<E>,
-    h: Handle,
-    mut data: &[u8],
-    deadline: u64,
-) -> Result<(), String> {
-    while !data.is_empty() {
-        let n = bus.send(h, data).map_err(berr("send"))?;
-        data = data.get(n..).unwrap_or_default();
-        if n == 0 {
-            timed_out(p, deadline, "credit")?;
-            let _ = bus.next_event(EVENT_WAIT_NS);
-        }
-    }
-    Ok(())
-}
-
-/// Reads until the peer's end, folding bytes into `sink`.
-fn read_to_end<P: Platform, E: Endpoint>(
-    p: &P,
-    bus: &mut BusClient<E>,
-    h: Handle,
-    deadline: u64,
-    sink: &mut dyn FnMut(&[u8]),
-) -> Result<u64, String> {
-    let mut total = 0u64;
-    loop {
-        let (fin, data) = bus.recv(h, CHUNK as u16).map_err(berr("recv"))?;
-        if fin {
-            return Ok(total);
-        }
-        if data.is_empty() {
-            timed_out(p, deadline, "stream data")?;
-            let _ = bus.next_event(EVENT_WAIT_NS);
-        }
-        total += data.len() as u64;
-        sink(&data);
     }
 }
 
@@ -269,7 +194,7 @@ fn node_a<P: Platform, N: Network, E: Endpoint>(
 
     // The 1 MiB stream through busd.
     let (before, _) = bus.stats().map_err(berr("stats"))?;
-    let h = open(p, bus, peer.id, Some(TRACEPARENT), deadline)?;
+    let h = open_retrying(p, bus, (peer.id, BULK), Some(TRACEPARENT), deadline)?;
     let t0 = p.now_ns();
     let mut gen = ByteStream::new(SEED);
     let mut sum = Fnv1a64::default();
@@ -285,7 +210,9 @@ fn node_a<P: Platform, N: Network, E: Endpoint>(
     }
     bus.close(h).map_err(berr("close"))?;
     let mut reply = Vec::new();
-    read_to_end(p, bus, h, deadline, &mut |d| reply.extend_from_slice(d))?;
+    read_to_end(p, bus, h, (CHUNK as u16, deadline), &mut |d| {
+        reply.extend_from_slice(d)
+    })?;
     let ours = sum.finish();
     let guest_ns = p.now_ns().saturating_sub(t0).max(1);
     let got = parse_stream_reply(reply.get(..STREAM_REPLY_LEN).unwrap_or_default());
@@ -313,17 +240,19 @@ fn node_a<P: Platform, N: Network, E: Endpoint>(
     p.console("SELFTEST: mux stream ok");
 
     // Tell B we are done; B drops the session, busd redials.
-    let done = open(p, bus, peer.id, None, deadline)?;
+    let done = open_retrying(p, bus, (peer.id, BULK), None, deadline)?;
     send_all(p, bus, done, DONE, deadline)?;
     bus.close(done).map_err(berr("close"))?;
     wait_peer(p, bus, peer.id, false, deadline)?;
     wait_peer(p, bus, peer.id, true, deadline)?;
 
     // A new stream on the new session.
-    let h = open(p, bus, peer.id, None, deadline)?;
+    let h = open_retrying(p, bus, (peer.id, BULK), None, deadline)?;
     send_all(p, bus, h, PROBE, deadline)?;
     let mut echo = Vec::new();
-    read_to_end(p, bus, h, deadline, &mut |d| echo.extend_from_slice(d))?;
+    read_to_end(p, bus, h, (CHUNK as u16, deadline), &mut |d| {
+        echo.extend_from_slice(d)
+    })?;
     if echo != PROBE {
         return Err(format!("echo after reconnect: {echo:?}"));
     }
@@ -346,7 +275,7 @@ fn node_b<P: Platform, E: Endpoint>(
         trace.as_deref().map(core::str::from_utf8)
     ));
     let mut sum = Fnv1a64::default();
-    let got = read_to_end(p, bus, h, deadline, &mut |d| sum.update(d))?;
+    let got = read_to_end(p, bus, h, (CHUNK as u16, deadline), &mut |d| sum.update(d))?;
     let sum = sum.finish();
     let want = expected_checksum(SEED, STREAM_BYTES);
     if got != STREAM_BYTES || sum != want {
@@ -361,7 +290,9 @@ fn node_b<P: Platform, E: Endpoint>(
     // A's "done": drop the session (busd's control role).
     let (done, _) = wait_incoming(p, bus, deadline)?;
     let mut note = Vec::new();
-    read_to_end(p, bus, done, deadline, &mut |d| note.extend_from_slice(d))?;
+    read_to_end(p, bus, done, (CHUNK as u16, deadline), &mut |d| {
+        note.extend_from_slice(d)
+    })?;
     if note != DONE {
         return Err(format!("unexpected note {note:?}"));
     }
@@ -387,7 +318,7 @@ fn node_b<P: Platform, E: Endpoint>(
     }
     send_all(p, bus, h, &probe, deadline)?;
     bus.close(h).map_err(berr("close"))?;
-    read_to_end(p, bus, h, deadline, &mut |_| {})?;
+    read_to_end(p, bus, h, (CHUNK as u16, deadline), &mut |_| {})?;
     p.console("SELFTEST: bus reconnect ok");
     Ok(())
 }

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod obs;
 pub mod pair;
 pub mod pairproto;
+pub mod stream;
 
 pub use pair::Role;
 

@@ -18,14 +18,16 @@ use alloc::vec::Vec;
 
 use nexus_bounds::Clock;
 use nexus_bus::proto::{BusEvent, Handle};
-use nexus_bus::{BusClient, BusError, DeviceId};
+use nexus_bus::{BusClient, DeviceId};
 use nexus_ipc::{Endpoint, ServiceId};
 use nexus_log::{Fields, Level, LogdClient};
 use nexus_metrics::Metrics;
 use nexus_remote::logs::keep;
 use nexus_svc::platform::Platform;
-use nexus_wire::{Reader, Status, Writer};
+use nexus_wire::{Reader, Writer};
 use obsscraped::query::{self, LogsQuery, Reply, Request};
+
+use crate::stream::{berr, open_retrying, read_to_end, send_all, timed_out};
 
 const BULK: &str = "selftest.bulk";
 const TARGET: &str = "selftest.obs";
@@ -35,18 +37,6 @@ const COUNTER: &str = "selftest_obs_total";
 const COUNTER_VALUE: u64 = 42;
 const PHASE_TIMEOUT_NS: u64 = 60_000_000_000;
 const WAIT_NS: u64 = 100_000_000;
-
-fn berr(what: &str) -> impl Fn(BusError) -> String + '_ {
-    move |e| format!("{what}: {e}")
-}
-
-fn timed_out<P: Platform>(p: &P, deadline: u64, what: &str) -> Result<(), String> {
-    if p.now_ns() >= deadline {
-        Err(format!("timeout waiting for {what}"))
-    } else {
-        Ok(())
-    }
-}
 
 /// What A tells B: its records' ids and levels, and its scraped value.
 fn encode_report(records: &[(u64, Level)], value: u64) -> Vec<u8> {
@@ -108,28 +98,8 @@ pub fn run_a<P: Platform, E: Endpoint, C: Clock>(
         .find_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .ok_or_else(|| String::from("the counter is not in A's own scrape"))?;
     // Tell B, then wait for its answer (B checks against its collector).
-    let h = loop {
-        match bus.open(peer, BULK, None) {
-            Ok(h) => break h,
-            Err(BusError::Rejected(Status::Denied | Status::Unavailable)) => {
-                timed_out(p, deadline, "B's listener")?;
-                let _ = bus.next_event(WAIT_NS);
-            }
-            Err(e) => return Err(format!("open: {e}")),
-        }
-    };
-    let report = encode_report(&records, value);
-    let mut off = 0;
-    while off < report.len() {
-        let n = bus
-            .send(h, report.get(off..).unwrap_or_default())
-            .map_err(berr("send"))?;
-        off += n;
-        if n == 0 {
-            timed_out(p, deadline, "credit")?;
-            let _ = bus.next_event(WAIT_NS);
-        }
-    }
+    let h = open_retrying(p, bus, (peer, BULK), None, deadline)?;
+    send_all(p, bus, h, &encode_report(&records, value), deadline)?;
     bus.close(h).map_err(berr("close"))?;
     let answer = read_all(p, bus, h, deadline)?;
     if answer != b"ok" {
@@ -145,17 +115,10 @@ fn read_all<P: Platform, E: Endpoint>(
     deadline: u64,
 ) -> Result<Vec<u8>, String> {
     let mut got = Vec::new();
-    loop {
-        let (fin, data) = bus.recv(h, 16 * 1024).map_err(berr("recv"))?;
-        if fin {
-            return Ok(got);
-        }
-        if data.is_empty() {
-            timed_out(p, deadline, "stream data")?;
-            let _ = bus.next_event(WAIT_NS);
-        }
-        got.extend_from_slice(&data);
-    }
+    read_to_end(p, bus, h, (16 * 1024, deadline), &mut |d| {
+        got.extend_from_slice(d)
+    })?;
+    Ok(got)
 }
 
 /// A query to the collector.
@@ -357,16 +320,7 @@ pub fn run_b<P: Platform, E: Endpoint>(
         p.wait_until(WAIT_NS, &mut || false);
     }
     out("SELFTEST: obs metrics query ok");
-    let mut off = 0;
-    while off < 2 {
-        let n = bus
-            .send(h, b"ok".get(off..).unwrap_or_default())
-            .map_err(berr("send"))?;
-        off += n;
-        if n == 0 {
-            let _ = bus.next_event(WAIT_NS);
-        }
-    }
+    send_all(p, bus, h, b"ok", deadline)?;
     bus.close(h).map_err(berr("close"))?;
     // A's close after reading the answer.
     let _ = read_all(p, bus, h, deadline);

@@ -41,10 +41,15 @@ use nexus_wire::{Reader, WireError, Writer};
 pub const STREAM: &str = "obs.traces";
 /// The HELLO version this traced speaks.
 pub const LINK_VERSION: u8 = 1;
-/// Most spans in one SPANS body.
-pub const MAX_LINK_SPANS: u8 = 32;
-/// Largest body (well under `nexus_remote::frame::MAX_FRAME`).
-pub const MAX_LINK_BODY: usize = 16 * 1024;
+/// Most spans in one SPANS body: what one IPC SPANS batch holds.
+pub const MAX_LINK_SPANS: u8 = crate::proto::MAX_BATCH_SPANS;
+/// Largest body: an IPC SPANS frame's bound plus the 4-byte service id of
+/// each span, so every span traced accepted over IPC fits a body; well
+/// under the stream framing's `nexus_remote::frame::MAX_FRAME`.
+pub const MAX_LINK_BODY: usize = crate::proto::MAX_FRAME + 4 * MAX_LINK_SPANS as usize;
+
+const _: () =
+    assert!(MAX_LINK_BODY + nexus_remote::frame::LEN_PREFIX <= nexus_remote::frame::MAX_FRAME);
 
 const KIND_HELLO: u8 = 1;
 const KIND_PING: u8 = 2;

@@ -29,7 +29,7 @@ use alloc::vec::Vec;
 use nexus_bus::proto::{BusEvent, DeviceId, Handle};
 use nexus_bus::{AgentEvent, BusAgent, Outbox};
 use nexus_ipc::ServiceId;
-use nexus_remote::frame::{frame, FrameReader};
+use nexus_remote::frame::{frame as framed, FrameReader};
 use nexus_svc::{Ctx, Event};
 use nexus_trace::SpanRecord;
 
@@ -38,8 +38,9 @@ use crate::link::{self, LinkFrame, SpansBody};
 use crate::offset::{Exchange, OffsetEstimator};
 use crate::server::Traced;
 
-/// Forwarders a collector serves at once.
-pub const MAX_FORWARDERS: usize = 8;
+/// Forwarders a collector serves at once: as many as an OFFSETS reply
+/// lists.
+pub const MAX_FORWARDERS: usize = crate::proto::MAX_OFFSETS;
 /// Spans of one forwarder held until its first clock estimate.
 pub const MAX_UNALIGNED: usize = 256;
 /// Bytes waiting to be sent on one stream before a PONG is skipped.
@@ -202,7 +203,7 @@ impl TraceForwarder {
                     self.state = FwdState::Open { handle: h };
                     self.backoff_ns = INITIAL_BACKOFF_NS;
                     self.stats.opened += 1;
-                    if let Ok(f) = frame_of(&link::hello()) {
+                    if let Ok(f) = framed(&link::hello()) {
                         self.out.load(&f);
                     }
                     cx.event(Event::Console(format!(
@@ -276,7 +277,7 @@ impl TraceForwarder {
                     let now = cx.now_ns();
                     if self.out.pending() > MAX_OUTBOX {
                         self.stats.probes_skipped += 1;
-                    } else if let Ok(f) = frame_of(&link::pong(seq, t1, now, now)) {
+                    } else if let Ok(f) = framed(&link::pong(seq, t1, now, now)) {
                         self.out.load(&f);
                         self.stats.probes_answered += 1;
                     }
@@ -334,13 +335,13 @@ impl TraceForwarder {
                             Err(_) => {}
                         }
                     }
-                    if let Some(f) = body.finish().and_then(|b| frame_of(&b).ok()) {
+                    if let Some(f) = body.finish().and_then(|b| framed(&b).ok()) {
                         self.out.load(&f);
                     }
                 }
                 if self.out.is_empty() {
                     if let Some(body) = spans_body(traced, &mut self.stats) {
-                        if let Ok(f) = frame_of(&body) {
+                        if let Ok(f) = framed(&body) {
                             self.out.load(&f);
                         }
                     }
@@ -350,10 +351,6 @@ impl TraceForwarder {
             _ => {}
         }
     }
-}
-
-fn frame_of(body: &[u8]) -> Result<Vec<u8>, nexus_remote::RemoteError> {
-    frame(body)
 }
 
 /// The next SPANS body from `traced`'s forward queue (at most
@@ -702,7 +699,7 @@ impl TraceCollector {
             if (p.probe.is_none() || stale) && now >= p.next_probe_ns && p.out.is_empty() {
                 let seq = p.next_seq;
                 p.next_seq = p.next_seq.wrapping_add(1);
-                if let Ok(f) = frame_of(&link::ping(seq, now)) {
+                if let Ok(f) = framed(&link::ping(seq, now)) {
                     p.out.load(&f);
                     p.probe = Some((seq, now));
                     let gap = if seq <= FAST_PROBES {

@@ -246,3 +246,57 @@ proptest::proptest! {
         proptest::prop_assert!(t.active() <= 4);
     }
 }
+
+/// The forward queue (spans for the collector) and the store queue
+/// (completed traces for the disk) hold their caps: the oldest go first,
+/// each counted; a traced that neither forwards nor stores queues nothing.
+#[test]
+fn test_reject_forward_and_store_queues_past_their_caps() {
+    let mut plain = Traced::new(cfg(), NODE);
+    plain.handle(0, 7, &batch(vec![rec(1, 1, None, 0)]));
+    plain.tick(10_000);
+    assert_eq!(plain.next_forward(), None);
+    assert!(plain.next_export().is_none());
+
+    let mut t = Traced::new(cfg(), NODE);
+    t.forward_to_collector(3);
+    t.export_completed(2);
+    let spans: Vec<SpanRecord> = (1..=5).map(|i| rec(u128::from(i), i, None, 0)).collect();
+    t.handle(0, 7, &batch(spans));
+    assert_eq!(t.forward_dropped(), 2);
+    let fwd: Vec<(u32, u64)> = std::iter::from_fn(|| t.next_forward())
+        .map(|(svc, s)| (svc, s.context.span.get()))
+        .collect();
+    assert_eq!(
+        fwd,
+        [(7, 3), (7, 4), (7, 5)],
+        "the newest three, with their sender"
+    );
+    t.tick(10_000); // five one-span traces complete
+    assert_eq!(t.export_dropped(), 3);
+    let kept: Vec<u128> = std::iter::from_fn(|| t.next_export())
+        .map(|c| c.trace.get())
+        .collect();
+    assert_eq!(kept, [4, 5], "the newest two completed traces");
+}
+
+/// OFFSETS lists at most as many forwarders as a collector serves; a
+/// longer reply is refused by the decoder.
+#[test]
+fn test_reject_offsets_reply_over_its_cap() {
+    use traced::proto::{PeerOffset, MAX_OFFSETS};
+    assert_eq!(traced::remote::MAX_FORWARDERS, MAX_OFFSETS);
+    let h = Header::request(proto::MAGIC, proto::VERSION, proto::Op::Offsets.as_u8(), 3);
+    let one = PeerOffset {
+        node: 1,
+        offset_ns: -5,
+        error_ns: 2,
+        rtt_ns: 3,
+    };
+    let many = vec![one; MAX_OFFSETS + 3];
+    let (_, r) = proto::decode_reply(&proto::encode_reply(&h, &Reply::Offsets(many))).unwrap();
+    assert_eq!(r, Reply::Offsets(vec![one; MAX_OFFSETS]), "encoder caps");
+    let mut f = proto::encode_reply(&h, &Reply::Offsets(vec![one]));
+    f[13] = u8::try_from(MAX_OFFSETS + 1).unwrap(); // count byte after header and status
+    assert!(proto::decode_reply(&f).is_err());
+}
