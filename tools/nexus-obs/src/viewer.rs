@@ -32,8 +32,8 @@ const ASK_NS: u64 = 5_000_000_000;
 pub struct Viewer {
     /// The cluster it watches.
     pub cluster: Cluster,
-    bus: HostBus,
-    busd: ServiceId,
+    /// Asks busd for its peers (one endpoint for the viewer's life).
+    peers_client: BusClient<HostEndpoint>,
     collector: ServiceId,
     traced: ServiceId,
     q: HostEndpoint,
@@ -55,11 +55,12 @@ impl Viewer {
         let bus_cfg = busd_config(cluster.host.port, &peers)?;
         let bus = HostBus::new(RouterConfig::default());
         let reg = |n: &str| bus.endpoint(n).map_err(|e| format!("register {n}: {e:?}"));
-        let (busd_ep, col_ep, traced_ep, q) = (
+        let (busd_ep, col_ep, traced_ep, q, peers_ep) = (
             reg("busd")?,
             reg("obsscraped")?,
             reg("traced")?,
             reg("nexus-obs")?,
+            reg("nexus-obs-peers")?,
         );
         let (busd, collector, traced) = (busd_ep.id(), col_ep.id(), traced_ep.id());
         let mut links = Links::new();
@@ -105,8 +106,7 @@ impl Viewer {
         }
         Ok(Viewer {
             cluster,
-            bus,
-            busd,
+            peers_client: BusClient::new(peers_ep, busd, ASK_NS),
             collector,
             traced,
             q,
@@ -219,13 +219,7 @@ impl Viewer {
 
     /// busd's view of the peers (session up, sessions so far).
     pub fn peers(&mut self) -> QueryResult<Vec<PeerInfo>> {
-        let ep = self
-            .bus
-            .endpoint(&format!("peers-{}", self.nonce))
-            .map_err(|e| format!("register: {e:?}"))?;
-        self.nonce += 1;
-        let mut c = BusClient::new(ep, self.busd, ASK_NS);
-        c.peers().map_err(|e| format!("busd: {e}"))
+        self.peers_client.peers().map_err(|e| format!("busd: {e}"))
     }
 
     /// Waits (at most `timeout`) until every node in `nodes` has a session
