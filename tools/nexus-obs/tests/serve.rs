@@ -174,9 +174,25 @@ fn logs_need_a_token_and_see_only_what_it_may_read() {
     assert_eq!(logs.len(), 5, "{body}");
     for l in logs {
         assert_eq!(l["node"], "node-a");
-        assert_eq!(l["message"], "tick");
         assert!(l["seq"].as_u64().unwrap() > 0);
         assert!(l["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+    // The demo app's records among the last 100 (metricsd's snapshot
+    // records share the journal).
+    let (_, _, body) = get(
+        &format!("{}/v1/logs?tail=100&node=node-a", s.base),
+        &[("Authorization", "Bearer all-reader-1")],
+    );
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let demo: Vec<_> = v["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["target"] == "demo")
+        .collect();
+    assert!(!demo.is_empty(), "{body}");
+    for l in demo {
+        assert_eq!(l["message"], "tick");
         assert!(l["fields"]["n"].as_u64().is_some());
     }
     // A token for node-a's logd only: the demo app (another service)
